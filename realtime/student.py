@@ -1,0 +1,210 @@
+"""Student generators: small encoder–residual–decoder networks with conditional instance norm.
+
+One network holds a bank of per-style ``(gamma, beta)`` rows. A forward pass takes a
+style-weight matrix ``[N, S]``: a one-hot row selects a style, a soft row blends styles
+(cross-fades, style mixes). Networks are built by registry name and width so a style pack
+can say what it holds::
+
+    net = build_student("cin-resnet-s", width=16, num_styles=11)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StyleNormFn:
+    """The normalisation op used by :class:`CondInstanceNorm`; swappable per backend.
+
+    The signature matches ``kernels`` ``cond_instance_norm``'s reference in spirit: input
+    ``x [N, C, H, W]``, per-sample ``gamma``/``beta`` ``[N, C]``, optional activation and residual.
+    """
+
+    @staticmethod
+    def reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                  act: str | None, residual: torch.Tensor | None, eps: float) -> torch.Tensor:
+        y = F.instance_norm(x, eps=eps)
+        y = y * gamma[:, :, None, None] + beta[:, :, None, None]
+        if act == "relu":
+            y = F.relu(y)
+        elif act == "leaky":
+            y = F.leaky_relu(y, 0.2)
+        if residual is not None:
+            y = y + residual
+        return y
+
+
+# Module-level hook so a backend (e.g. the fused Triton kernel on CUDA) can replace the op
+# for every CondInstanceNorm without the network knowing about it.
+_norm_impl: Callable[..., torch.Tensor] = StyleNormFn.reference
+
+
+def set_norm_impl(fn: Callable[..., torch.Tensor] | None) -> None:
+    """Install ``fn(x, gamma, beta, act, residual, eps)`` as the norm op (``None`` = reference)."""
+    global _norm_impl
+    _norm_impl = fn or StyleNormFn.reference
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose affine parameters come from a bank of per-style rows.
+
+    Shape:
+        x: ``[N, C, H, W]``; style_w: ``[N, S]`` (rows sum to 1); output like ``x``.
+    """
+
+    def __init__(self, channels: int, num_styles: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(num_styles, channels))  # [S, C]
+        self.beta = nn.Parameter(torch.zeros(num_styles, channels))  # [S, C]
+
+    def forward(self, x: torch.Tensor, style_w: torch.Tensor, act: str | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        gamma = style_w.to(self.gamma.dtype) @ self.gamma  # [N, C]
+        beta = style_w.to(self.beta.dtype) @ self.beta
+        return _norm_impl(x, gamma.to(x.dtype), beta.to(x.dtype), act, residual, self.eps)
+
+
+class ConvCIN(nn.Module):
+    """Conv (dense or depthwise-separable) followed by conditional instance norm."""
+
+    def __init__(self, cin: int, cout: int, num_styles: int, k: int = 3, stride: int = 1,
+                 separable: bool = False):
+        super().__init__()
+        pad = k // 2
+        if separable:
+            self.conv = nn.Sequential(
+                nn.Conv2d(cin, cin, k, stride, pad, groups=cin, bias=False, padding_mode="reflect"),
+                nn.Conv2d(cin, cout, 1, bias=False),
+            )
+        else:
+            self.conv = nn.Conv2d(cin, cout, k, stride, pad, bias=False, padding_mode="reflect")
+        self.norm = CondInstanceNorm(cout, num_styles)
+
+    def forward(self, x, style_w, act: str | None = "relu", residual=None):
+        return self.norm(self.conv(x), style_w, act=act, residual=residual)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int, num_styles: int, separable: bool):
+        super().__init__()
+        self.a = ConvCIN(ch, ch, num_styles, separable=separable)
+        self.b = ConvCIN(ch, ch, num_styles, separable=separable)
+
+    def forward(self, x, style_w):
+        return self.b(self.a(x, style_w), style_w, act=None, residual=x)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What a registry name means: residual blocks and whether their convs are separable."""
+
+    blocks: int
+    separable: bool
+    description: str
+
+
+REGISTRY: dict[str, StudentSpec] = {
+    "cin-resnet-xs": StudentSpec(3, True, "3 separable residual blocks; fastest"),
+    "cin-resnet-s": StudentSpec(4, True, "4 separable residual blocks; the live default"),
+    "cin-resnet-d2": StudentSpec(2, False, "2 dense residual blocks"),
+    "cin-resnet-m": StudentSpec(5, False, "5 dense residual blocks; GPU quality"),
+}
+
+
+class StudentNet(nn.Module):
+    """Space-to-depth encoder → residual blocks at 1/4 scale → depth-to-space decoder, CIN throughout.
+
+    The input is folded 2×2 into channels (``pixel_unshuffle``) so no conv runs at full
+    resolution — the costly part of classic style networks on a CPU. The output is the input
+    plus a learned, bounded change, so colour-grade styles keep detail for free; the change is
+    smooth enough to be computed at a reduced internal resolution and upsampled.
+
+    Shape:
+        x: ``[N, 3, H, W]`` float RGB in [0, 1] (any H, W; padded to multiples of 4 inside);
+        style_w: ``[N, S]``; output: ``[N, 3, H, W]`` in [0, 1].
+    """
+
+    def __init__(self, arch: str = "cin-resnet-s", width: int = 16, num_styles: int = 1):
+        super().__init__()
+        if arch not in REGISTRY:
+            raise ValueError(f"unknown student architecture {arch!r}; expected one of {sorted(REGISTRY)}")
+        if width < 4 or num_styles < 1:
+            raise ValueError(f"student width must be >= 4 and num_styles >= 1, got {width}, {num_styles}")
+        spec = REGISTRY[arch]
+        self.arch, self.width, self.num_styles = arch, width, num_styles
+        w, s, sep = width, num_styles, spec.separable
+        self.enc1 = ConvCIN(12, 2 * w, s)  # on the 2×2-folded input, H/2
+        self.enc2 = ConvCIN(2 * w, 4 * w, s, stride=2)  # H/4
+        self.blocks = nn.ModuleList(ResBlock(4 * w, s, sep) for _ in range(spec.blocks))
+        self.dec1 = ConvCIN(4 * w, 2 * w, s, separable=sep)  # after ×2 upsample, H/2
+        self.head = nn.Conv2d(2 * w, 12, 3, 1, 1, padding_mode="reflect")  # unfolded to [3, H, W]
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def delta(self, x: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
+        """The bounded change the style makes, ``[N, 3, H, W]`` in (-1, 1) (``x`` padded to ×4)."""
+        f = self.enc1(F.pixel_unshuffle(x, 2), style_w)  # [N, 2w, H/2, W/2]
+        f = self.enc2(f, style_w)  # [N, 4w, H/4, W/4]
+        for blk in self.blocks:
+            f = blk(f, style_w)
+        f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w)  # [N, 2w, H/2, W/2]
+        return torch.tanh(F.pixel_shuffle(self.head(f), 2))  # [N, 3, H, W]
+
+    def forward(self, x: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
+        y = (xp + self.delta(xp, style_w)).clamp(0.0, 1.0)
+        return y[:, :, :h, :w] if (ph or pw) else y
+
+    def config(self) -> dict:
+        return {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
+
+
+def build_student(arch: str = "cin-resnet-s", width: int = 16, num_styles: int = 1) -> StudentNet:
+    """Build a student by registry name (see :data:`REGISTRY`)."""
+    return StudentNet(arch, width, num_styles)
+
+
+def style_weights(index_or_weights, num_styles: int, batch: int = 1,
+                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Turn a style index or a weight vector into a ``[batch, S]`` matrix of normalised weights."""
+    w = torch.zeros(num_styles, dtype=dtype)
+    if isinstance(index_or_weights, int):
+        if not 0 <= index_or_weights < num_styles:
+            raise ValueError(f"style index {index_or_weights} out of range 0..{num_styles - 1}")
+        w[index_or_weights] = 1.0
+    else:
+        vals = torch.as_tensor(list(index_or_weights), dtype=dtype)
+        if vals.numel() != num_styles or (vals < 0).any() or float(vals.sum()) <= 0:
+            raise ValueError(f"style weights must be {num_styles} non-negative numbers with a positive sum")
+        w = vals / vals.sum()
+    return w.expand(batch, num_styles).to(device).contiguous()
+
+
+def count_macs(net: nn.Module, height: int, width: int) -> int:
+    """Multiply–accumulates of one forward pass on a ``[1, 3, height, width]`` input (convs only)."""
+    macs = 0
+
+    def hook(mod: nn.Conv2d, _inp, out):
+        nonlocal macs
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        macs += out.numel() // out.shape[0] * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        p = next(net.parameters())
+        s = getattr(net, "num_styles", 1)
+        with torch.no_grad():
+            net(torch.zeros(1, 3, height, width, device=p.device, dtype=p.dtype),
+                style_weights(0, s, device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
