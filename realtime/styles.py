@@ -31,6 +31,7 @@ from typing import Iterable
 
 import torch
 
+from .errors import InputError
 from .student import REGISTRY, StudentNet
 
 SCHEMA_VERSION = 1
@@ -39,7 +40,7 @@ SHIPPED_STYLES = ASSETS_DIR / "styles"
 HOTKEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
 
 
-class PackError(ValueError):
+class PackError(InputError):
     """A style pack is missing, corrupt or does not match its description."""
 
 
