@@ -1,0 +1,439 @@
+"""Run students on a backend: ``cpu`` (eager / torch.compile / ONNX Runtime, fastest measured) or ``cuda``.
+
+The stylizer works at an internal resolution and returns the *change* a style makes,
+upsampled and added to the full-resolution frame, so detail survives a small internal size.
+Style changes cross-fade by blending CIN rows (one pass inside a pack) or outputs (across packs).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import DeviceError, InputError
+from .student import StudentNet
+from .styles import StylePack, StyleRegistry
+
+log = logging.getLogger("stylecam")
+
+CPU_ENGINES = ("eager", "compile", "onnxruntime")
+
+
+class Engine(Protocol):
+    name: str
+
+    def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``x [1,3,h,w]`` float32 RGB in [0,1], ``w [1,S]`` float32 → ``[1,3,h,w]`` float32."""
+
+
+def cpu_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class EagerEngine:
+    """PyTorch eager on CPU, channels_last, inference mode."""
+
+    name = "eager"
+
+    def __init__(self, net: StudentNet):
+        self.net = net.eval().to(memory_format=torch.channels_last)
+
+    def __call__(self, x, w):
+        with torch.inference_mode():
+            xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            return self.net(xt, torch.from_numpy(w)).contiguous().numpy()
+
+
+class CompileEngine(EagerEngine):
+    """``torch.compile`` (inductor, C++ codegen) on CPU; the first call compiles."""
+
+    name = "compile"
+
+    def __init__(self, net: StudentNet):
+        super().__init__(net)
+        self.fn = torch.compile(self.net, dynamic=False)
+
+    def __call__(self, x, w):
+        with torch.inference_mode():
+            xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            return self.fn(xt, torch.from_numpy(w)).contiguous().numpy()
+
+
+def export_onnx_bytes(net: StudentNet, h: int, w: int) -> bytes:
+    """The student as an ONNX graph with inputs ``image [1,3,h,w]`` and ``style_weights [1,S]``."""
+    buf = io.BytesIO()
+    x = torch.zeros(1, 3, h, w)
+    s = torch.zeros(1, net.num_styles)
+    s[0, 0] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (x, s), buf, input_names=["image", "style_weights"],
+                          output_names=["stylized"], opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+class OrtEngine:
+    """ONNX Runtime (CPU execution provider) on a graph exported for one input size."""
+
+    name = "onnxruntime"
+
+    def __init__(self, net: StudentNet, h: int, w: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = cpu_threads()
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(export_onnx_bytes(net, h, w), so, providers=["CPUExecutionProvider"])
+        self.hw = (h, w)
+
+    def __call__(self, x, w):
+        return self.sess.run(None, {"image": x, "style_weights": w})[0]
+
+
+def make_cpu_engine(kind: str, net: StudentNet, h: int, w: int) -> Engine:
+    if kind == "eager":
+        return EagerEngine(net)
+    if kind == "compile":
+        return CompileEngine(net)
+    if kind == "onnxruntime":
+        return OrtEngine(net, h, w)
+    raise InputError(f"--cpu-engine {kind}: expected one of auto, {', '.join(CPU_ENGINES)}")
+
+
+def time_engine(engine: Engine, x: np.ndarray, w: np.ndarray, runs: int = 7, warmup: int = 2) -> float:
+    """Median milliseconds per call after warm-up."""
+    for _ in range(warmup):
+        engine(x, w)
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        engine(x, w)
+        ts.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(ts))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _engine_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "stylecam" / "cpu_engines.json"
+
+
+def engine_cache_key(net: StudentNet, h: int, w: int) -> str:
+    import onnxruntime
+
+    a = net.config()
+    return (f"{a['arch']}-w{a['width']}-s{a['num_styles']}-{w}x{h}|torch {torch.__version__}|"
+            f"ort {onnxruntime.__version__}|{cpu_model()}|{cpu_threads()} threads")
+
+
+def load_engine_choice(key: str) -> dict | None:
+    try:
+        return json.loads(_engine_cache_path().read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+
+
+def save_engine_choice(key: str, result: dict) -> None:
+    p = _engine_cache_path()
+    try:
+        data = json.loads(p.read_text()) if p.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = result
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, p)
+    except OSError:
+        pass  # a read-only home only costs a re-measure next time
+
+
+def compare_cpu_engines(net: StudentNet, h: int, w: int, kinds=CPU_ENGINES, runs: int = 7) -> dict:
+    """Time each CPU engine on this student and size; ``{"<kind>_ms": median, ..., "chosen": kind}``."""
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    sw = np.zeros((1, net.num_styles), np.float32)
+    sw[0, 0] = 1
+    result: dict = {"size": [w, h]}
+    ref = None
+    for kind in kinds:
+        try:
+            t0 = time.perf_counter()
+            eng = make_cpu_engine(kind, net, h, w)
+            y = eng(x, sw)  # first call also compiles
+            result[f"{kind}_setup_s"] = round(time.perf_counter() - t0, 3)
+            if ref is None:
+                ref = y
+            elif float(np.abs(y - ref).max()) > 1e-3:
+                result[f"{kind}_error"] = f"output differs from eager by {float(np.abs(y - ref).max()):.2e}"
+                continue
+            result[f"{kind}_ms"] = round(time_engine(eng, x, sw, runs=runs), 3)
+        except Exception as e:  # an engine that fails here is simply not chosen
+            result[f"{kind}_error"] = f"{type(e).__name__}: {e}"[:200]
+    timed = {k: result[f"{k}_ms"] for k in kinds if f"{k}_ms" in result}
+    result["chosen"] = min(timed, key=timed.get) if timed else "eager"
+    return result
+
+
+@dataclass
+class BackendChoice:
+    name: str  # "cpu" | "cuda"
+    reason: str
+
+
+def choose_backend(requested: str = "auto") -> BackendChoice:
+    """Pick ``cpu`` or ``cuda`` and say why (for the log line and the status bar)."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--backend {requested}: expected auto, cpu or cuda")
+    if requested == "cpu":
+        return BackendChoice("cpu", "cpu requested with --backend cpu")
+    cuda_ok, why = False, ""
+    if torch.version.cuda is None:
+        why = "this torch build has no CUDA support"
+    elif not torch.cuda.is_available():
+        why = "no CUDA device found"
+    else:
+        try:
+            torch.zeros(1, device="cuda").add_(1)
+            cuda_ok = True
+        except Exception as e:  # a broken driver must not take the app down
+            why = f"CUDA failed to start ({type(e).__name__}: {e})"
+    if cuda_ok:
+        return BackendChoice("cuda", f"cuda on {torch.cuda.get_device_name(0)}")
+    if requested == "cuda":
+        raise DeviceError(f"--backend cuda: {why}; use --backend cpu or auto")
+    return BackendChoice("cpu", f"cpu because {why}")
+
+
+class CudaEngine:
+    """fp16 channels_last student on the GPU (fused norm kernels when ``kernels`` provides them)."""
+
+    name = "cuda-fp16"
+
+    def __init__(self, net: StudentNet):
+        self.net = net.eval().half().cuda().to(memory_format=torch.channels_last)
+        self.stream = torch.cuda.current_stream()
+
+    def __call__(self, x, w):
+        with torch.inference_mode():
+            xt = torch.from_numpy(x).pin_memory().cuda(non_blocking=True).half()
+            xt = xt.contiguous(memory_format=torch.channels_last)
+            y = self.net(xt, torch.from_numpy(w).cuda().half())
+            return y.float().cpu().numpy()
+
+
+class PackRunner:
+    """One pack's student on the chosen backend, at one internal size."""
+
+    def __init__(self, pack: StylePack, backend: str, h: int, w: int, cpu_engine: str = "auto"):
+        self.pack = pack
+        net = pack.build()
+        self.size = (w, h)
+        self.comparison: dict | None = None
+        if backend == "cuda":
+            self.engine: Engine = CudaEngine(net)
+            self.engine_reason = "torch fp16 on CUDA"
+            return
+        if cpu_engine == "auto":
+            key = engine_cache_key(net, h, w)
+            cached = load_engine_choice(key)
+            if cached is None:
+                # Quick first-run comparison; torch.compile is timed by `stylecam bench` (it compiles slowly)
+                # and chosen here once a benchmark has shown it wins.
+                cached = compare_cpu_engines(net, h, w, kinds=("eager", "onnxruntime"), runs=5)
+                save_engine_choice(key, cached)
+            self.comparison = cached
+            cpu_engine = cached.get("chosen", "eager")
+            self.engine_reason = f"fastest measured on this machine ({_fmt_cmp(cached)})"
+        else:
+            self.engine_reason = "chosen with --cpu-engine"
+        self.engine = make_cpu_engine(cpu_engine, net, h, w)
+
+    def run(self, x: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
+        return self.engine(x, row_weights[None, :].astype(np.float32))
+
+
+def _fmt_cmp(c: dict) -> str:
+    return ", ".join(f"{k} {c[k + '_ms']:.1f} ms" for k in CPU_ENGINES if k + "_ms" in c)
+
+
+Mix = dict[str, float]  # style key → weight
+
+
+class Stylizer:
+    """Turn a frame into its stylized version for a style mix, with cross-fades on style changes.
+
+    Args:
+        registry: where styles come from.
+        backend: ``auto`` / ``cpu`` / ``cuda``.
+        internal_size: ``(w, h)`` the students run at; ``None`` = the pack's resolution scaled
+            to the frame (cpu) or the frame size (cuda).
+        crossfade_ms: duration of a style change.
+    """
+
+    def __init__(self, registry: StyleRegistry, backend: str = "auto", internal_size: tuple[int, int] | None = None,
+                 cpu_engine: str = "auto", crossfade_ms: float = 300.0, clock: Callable[[], float] = time.monotonic):
+        self.registry = registry
+        choice = choose_backend(backend)
+        self.backend, self.backend_reason = choice.name, choice.reason
+        if cpu_engine != "auto" and cpu_engine not in CPU_ENGINES:
+            raise InputError(f"--cpu-engine {cpu_engine}: expected one of auto, {', '.join(CPU_ENGINES)}")
+        self.cpu_engine = cpu_engine
+        self.internal_size = internal_size
+        self.crossfade_s = crossfade_ms / 1000.0
+        self.clock = clock
+        self._runners: dict[tuple[str, tuple[int, int]], PackRunner] = {}
+        self._lock = threading.Lock()
+        self._current: Mix = {}
+        self._previous: Mix = {}
+        self._fade_start = -1e9
+        self.prepare_ms = 0.0  # accumulated by delta(); the pipeline reads and resets it per frame
+        log.info("backend: %s (%s)", self.backend, self.backend_reason)
+
+    # ---- style state -------------------------------------------------------------------
+    def set_mix(self, mix: Mix, crossfade: bool = True) -> None:
+        mix = {k: float(v) for k, v in mix.items() if v > 0}
+        if not mix:
+            raise InputError("a style mix needs at least one style with a positive weight")
+        total = sum(mix.values())
+        mix = {k: v / total for k, v in mix.items()}
+        for k in mix:
+            self._style(k)
+        if crossfade and self._current and self.crossfade_s > 0:
+            self._previous = self.current_mix()
+            self._fade_start = self.clock()
+        else:
+            self._previous = {}
+        self._current = mix
+
+    def current_mix(self) -> Mix:
+        """The mix to render now (mid-fade: a blend of the old and new mixes)."""
+        t = (self.clock() - self._fade_start) / self.crossfade_s if self.crossfade_s > 0 else 1.0
+        if t >= 1.0 or not self._previous:
+            return dict(self._current)
+        t = t * t * (3 - 2 * t)
+        out: Mix = {}
+        for k, v in self._previous.items():
+            out[k] = out.get(k, 0.0) + (1 - t) * v
+        for k, v in self._current.items():
+            out[k] = out.get(k, 0.0) + t * v
+        return out
+
+    @property
+    def fading(self) -> bool:
+        return bool(self._previous) and self.clock() - self._fade_start < self.crossfade_s
+
+    def _style(self, key: str):
+        for s in self.registry.styles:
+            if s.key == key:
+                return s
+        return self.registry.find(key)
+
+    # ---- running -----------------------------------------------------------------------
+    def size_for(self, frame_w: int, frame_h: int, pack: StylePack) -> tuple[int, int]:
+        if self.internal_size:
+            w, h = self.internal_size
+        elif self.backend == "cuda":
+            w, h = frame_w, frame_h
+        else:
+            res = pack.resolution or (320, 240)
+            w = min(frame_w, res[0])
+            h = round(frame_h * w / frame_w)
+        return max(4, w // 4 * 4), max(4, h // 4 * 4)
+
+    def runner(self, pack: StylePack, size: tuple[int, int]) -> PackRunner:
+        key = (pack.name, size)
+        with self._lock:
+            r = self._runners.get(key)
+            if r is None:
+                r = PackRunner(pack, self.backend, size[1], size[0], self.cpu_engine)
+                self._runners[key] = r
+                log.info("pack %s at %dx%d: %s (%s)", pack.name, size[0], size[1], r.engine.name, r.engine_reason)
+            return r
+
+    def delta(self, frame: np.ndarray, mix: Mix) -> np.ndarray:
+        """The style change for ``frame`` at internal resolution.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 BGR.
+            mix: style key → weight (sums to 1).
+
+        Returns:
+            ``(h, w, 3)`` float32 BGR change in [-1, 1] (``stylized - original``, in 0..1 units).
+        """
+        by_pack: dict[str, list[tuple[int, float]]] = {}
+        for key, wgt in mix.items():
+            s = self._style(key)
+            by_pack.setdefault(s.pack, []).append((s.index, wgt))
+        H, W = frame.shape[:2]
+        out = None
+        x_cache: dict[tuple[int, int], np.ndarray] = {}
+        for pack_name, rows in by_pack.items():
+            pack = self.registry.packs[pack_name]
+            size = self.size_for(W, H, pack)
+            x = x_cache.get(size)
+            if x is None:
+                t0 = time.perf_counter()
+                x = prepare(frame, size)
+                self.prepare_ms += (time.perf_counter() - t0) * 1000
+                x_cache[size] = x
+            r = self.runner(pack, size)
+            total = sum(w for _, w in rows)
+            rw = np.zeros(pack.architecture["num_styles"], np.float32)
+            for i, w in rows:
+                rw[i] += w / total
+            d = r.run(x, rw)[0] - x[0]  # [3, h, w] RGB change
+            d = np.ascontiguousarray(d[::-1].transpose(1, 2, 0))  # (h, w, 3) BGR
+            if out is not None and out.shape != d.shape:
+                d = cv2.resize(d, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+            out = d * total if out is None else out + d * total
+        return out
+
+    def stylize(self, frame: np.ndarray, mix: Mix | None = None) -> np.ndarray:
+        """``frame + upsample(delta)`` as uint8 BGR at the frame's size."""
+        d = self.delta(frame, mix if mix is not None else self.current_mix())
+        return apply_delta(frame, d)
+
+    def comparisons(self) -> dict:
+        return {f"{k[0]}@{k[1][0]}x{k[1][1]}": r.comparison for k, r in self._runners.items() if r.comparison}
+
+
+def prepare(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 BGR ``(H, W, 3)`` → float32 RGB ``[1, 3, h, w]`` in [0, 1] at ``size=(w, h)``."""
+    H, W = frame.shape[:2]
+    small = frame if (W, H) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
+
+
+def apply_delta(frame: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Upsample a low-res BGR change (0..1 units) and add it to the full-res uint8 frame."""
+    H, W = frame.shape[:2]
+    d16 = np.rint(delta * 255.0).astype(np.int16)
+    if d16.shape[:2] != (H, W):
+        d16 = cv2.resize(d16, (W, H), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(frame, d16, dtype=cv2.CV_8U)
