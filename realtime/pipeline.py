@@ -166,7 +166,7 @@ class Pipeline:
 
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
-            t_capture: when the frame was captured (``time.monotonic()``), for latency.
+            t_capture: when the frame was captured (``time.perf_counter()``, as ``sources.Frame``), for latency.
 
         Returns:
             ``(H, W, 3)`` uint8 BGR output and its :class:`FrameStats`.
@@ -227,7 +227,7 @@ class Pipeline:
         t3 = time.perf_counter()
         st.composite_ms = (t3 - t2) * 1000
         st.total_ms = (t3 - t0) * 1000
-        st.t_done = time.monotonic()
+        st.t_done = time.perf_counter()
         return out, st
 
     def close(self) -> None:

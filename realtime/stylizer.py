@@ -258,20 +258,39 @@ class PackRunner:
             self.engine: Engine = CudaEngine(net)
             self.engine_reason = "torch fp16 on CUDA"
             return
-        if cpu_engine == "auto":
-            key = engine_cache_key(net, h, w)
-            cached = load_engine_choice(key)
-            if cached is None:
-                # Quick first-run comparison; torch.compile is timed by `stylecam bench` (it compiles slowly)
-                # and chosen here once a benchmark has shown it wins.
-                cached = compare_cpu_engines(net, h, w, kinds=("eager", "onnxruntime"), runs=5)
-                save_engine_choice(key, cached)
-            self.comparison = cached
-            cpu_engine = cached.get("chosen", "eager")
-            self.engine_reason = f"fastest measured on this machine ({_fmt_cmp(cached)})"
-        else:
+        if cpu_engine != "auto":
             self.engine_reason = "chosen with --cpu-engine"
-        self.engine = make_cpu_engine(cpu_engine, net, h, w)
+            self.engine = make_cpu_engine(cpu_engine, net, h, w)
+            return
+        key = engine_cache_key(net, h, w)
+        cached = load_engine_choice(key)
+        if cached is not None:
+            self.comparison = cached
+            self.engine_reason = f"fastest measured on this machine ({_fmt_cmp(cached)})"
+            self.engine = make_cpu_engine(cached.get("chosen", "eager"), net, h, w)
+            return
+        # First run on this machine: start at once with eager and measure the alternatives in the
+        # background, so the first frame is not delayed. torch.compile compiles slowly, so it is timed
+        # by `stylecam bench`, which stores its result here for later runs.
+        self.engine = EagerEngine(net)
+        self.engine_reason = "eager while ONNX Runtime is measured"
+        threading.Thread(target=self._measure, args=(pack, h, w, key), daemon=True,
+                         name="engine-compare").start()
+
+    def _measure(self, pack: StylePack, h: int, w: int, key: str) -> None:
+        net = pack.build()
+        result = compare_cpu_engines(net, h, w, kinds=("eager", "onnxruntime"), runs=5)
+        save_engine_choice(key, result)
+        self.comparison = result
+        chosen = result.get("chosen", "eager")
+        if chosen != "eager":
+            try:
+                self.engine = make_cpu_engine(chosen, pack.build(), h, w)
+            except Exception as e:  # keep running on eager
+                log.warning("could not switch to %s: %s", chosen, e)
+                return
+        self.engine_reason = f"fastest measured on this machine ({_fmt_cmp(result)})"
+        log.info("pack %s at %dx%d: %s (%s)", pack.name, w, h, self.engine.name, self.engine_reason)
 
     def run(self, x: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
         return self.engine(x, row_weights[None, :].astype(np.float32))

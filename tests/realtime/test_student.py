@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from realtime.student import REGISTRY, build_student, count_macs, set_norm_impl, style_weights
+
+# The CycleGAN ResnetGenerator teacher: 56.8 GMACs at 256×256.
+TEACHER_GMACS_256 = 56.8
+
+
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+def test_shapes_odd_sizes_and_range(arch):
+    net = build_student(arch, width=8, num_styles=3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+        y = net(torch.rand(2, 3, 37, 53), style_weights(1, 3, batch=2))
+    assert y.shape == (2, 3, 37, 53)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_fresh_student_is_identity():
+    net = build_student("cin-resnet-s", 8, 2).eval()
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.allclose(net(x, style_weights(0, 2)), x)
+
+
+def test_style_rows_and_blends():
+    net = build_student("cin-resnet-xs", 8, 2).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        x = torch.rand(1, 3, 32, 32)
+        a, b = net(x, style_weights(0, 2)), net(x, style_weights(1, 2))
+        mid = net(x, style_weights([1, 1], 2))
+    assert (a - b).abs().max() > 1e-3
+    assert not torch.allclose(mid, a) and not torch.allclose(mid, b)
+
+
+def test_style_weights_validation():
+    with pytest.raises(ValueError):
+        style_weights(5, 3)
+    with pytest.raises(ValueError):
+        style_weights([0, 0, 0], 3)
+    assert torch.allclose(style_weights([1, 3], 2), torch.tensor([[0.25, 0.75]]))
+
+
+def test_unknown_arch_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown student architecture"):
+        build_student("nope")
+
+
+def test_live_student_is_under_a_hundredth_of_the_teacher():
+    for arch in ("cin-resnet-xs", "cin-resnet-s"):
+        macs = count_macs(build_student(arch, 16, 12), 256, 256)
+        assert macs * 100 <= TEACHER_GMACS_256 * 1e9, (arch, macs)
+
+
+def test_norm_impl_hook_is_used():
+    calls = []
+
+    def spy(x, gamma, beta, act, residual, eps):
+        calls.append(x.shape)
+        from realtime.student import StyleNormFn
+
+        return StyleNormFn.reference(x, gamma, beta, act, residual, eps)
+
+    net = build_student("cin-resnet-xs", 8, 1)
+    set_norm_impl(spy)
+    try:
+        net(torch.rand(1, 3, 16, 16), style_weights(0, 1))
+    finally:
+        set_norm_impl(None)
+    assert len(calls) == 2 + 2 * REGISTRY["cin-resnet-xs"].blocks + 1

@@ -1,0 +1,228 @@
+"""The ``stylecam`` command line: a thin argparse layer over ``realtime`` (and ``training``).
+
+``stylecam`` alone starts the desktop app (``stylecam live``). Errors a user can cause are
+printed as one line (``stylecam: error: …``) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+from realtime.composite import PRESETS, Treatment
+from realtime.errors import InputError, StylecamError
+
+log = logging.getLogger("stylecam")
+
+SUBCOMMANDS = ("live", "render", "bench", "styles", "distill", "evaluate", "export-onnx", "train-teacher")
+
+
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
+    if not m:
+        raise InputError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise InputError(f"{flag} {text}: width must be 16–7680 and height 16–4320")
+    return w, h
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by render, bench and live that shape the pipeline."""
+    p.add_argument("--style", help="style to use (id, name or pack/id); default: the first available")
+    p.add_argument("--styles", action="append", default=[], metavar="DIR",
+                   help="extra style pack, or folder of packs (repeatable)")
+    p.add_argument("--person", default=None, metavar="T",
+                   help="person treatment: original | style[:NAME] | blur[:SIGMA] | image:PATH | color:#RRGGBB")
+    p.add_argument("--background", default=None, metavar="T", help="background treatment (same forms as --person)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="region preset (overridden by --person/--background)")
+    p.add_argument("--strength", type=float, default=1.0, help="mix with the original, 0–1 (default 1)")
+    p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--cpu-engine", choices=("auto", "eager", "compile", "onnxruntime"), default="auto",
+                   help="how the student runs on the CPU (default: the fastest measured here)")
+    p.add_argument("--internal-size", metavar="WxH", help="resolution the student runs at (default: the pack's)")
+    p.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
+    p.add_argument("--seg-model", choices=("landscape", "square"), default="landscape")
+    p.add_argument("--mask-smoothing", type=float, default=0.5, help="temporal mask smoothing, 0–0.95")
+    p.add_argument("--mirror", action="store_true", help="flip horizontally")
+
+
+def pipeline_config(args: argparse.Namespace):
+    from realtime.pipeline import PipelineConfig
+
+    person, background = PRESETS[args.preset] if getattr(args, "preset", None) else PRESETS["all"]
+    if getattr(args, "person", None):
+        person = Treatment.parse(args.person, "--person")
+    if getattr(args, "background", None):
+        background = Treatment.parse(args.background, "--background")
+    if not 0.0 <= args.strength <= 1.0:
+        raise InputError(f"--strength {args.strength}: expected a number from 0 to 1")
+    return PipelineConfig(
+        style=args.style, styles_dirs=list(args.styles), person=person, background=background,
+        strength=args.strength, backend=args.backend, cpu_engine=args.cpu_engine,
+        internal_size=parse_size(args.internal_size, "--internal-size") if args.internal_size else None,
+        segmentation=not args.no_segmentation, seg_model=args.seg_model,
+        mask_smoothing=args.mask_smoothing, mirror=args.mirror)
+
+
+# ---- render -------------------------------------------------------------------------------
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from realtime.render import render
+
+    cfg = pipeline_config(args)
+    size = parse_size(args.size) if args.size else None
+    bar = None
+
+    def on_frame(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="frame", desc="render", dynamic_ncols=True, disable=args.quiet)
+        bar.update(1)
+
+    try:
+        res = render(args.input, args.output, cfg, size=size, max_frames=args.frames, on_frame=on_frame)
+    finally:
+        if bar is not None:
+            bar.close()
+    note = " (interrupted; the video written so far is finalized)" if res.interrupted else ""
+    print(f"wrote {res.output}: {res.frames} frame(s) in {res.seconds:.1f} s ({res.fps:.1f} fps){note}")
+    return 130 if res.interrupted else 0
+
+
+# ---- bench --------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from realtime.bench import run_bench
+
+    cfg = pipeline_config(args)
+    size = parse_size(args.size)
+    if args.frames < 10:
+        raise InputError(f"--frames {args.frames}: expected at least 10")
+    out = Path(args.json) if args.json else None
+    if out is not None and not (out.parent.is_dir() if str(out.parent) else True):
+        raise InputError(f"--json {out}: directory {out.parent} does not exist")
+    baselines = {}
+    for path in args.baseline:
+        from training.teachers import load_teacher
+
+        baselines[Path(path).name] = load_teacher(path)
+    res = run_bench(cfg, args.source, size, frames=args.frames, warmup=args.warmup,
+                    compare_engines=not args.no_engine_compare, baselines=baselines,
+                    progress=lambda m: print(m, file=sys.stderr))
+    text = json.dumps(res, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    print(text)
+    return 0
+
+
+# ---- styles -------------------------------------------------------------------------------
+def cmd_styles(args: argparse.Namespace) -> int:
+    from realtime.styles import StyleRegistry
+
+    reg = StyleRegistry(args.styles)
+    if args.json:
+        print(json.dumps([s.to_json() for s in reg.styles], indent=2))
+        return 0
+    if not reg.styles:
+        print("no styles installed (add packs with --styles DIR, or to the user data directory)")
+    for s in reg.styles:
+        m = s.metrics
+        extra = f"  fidelity {m['fidelity_gain']:.2f}" if isinstance(m.get("fidelity_gain"), (int, float)) else ""
+        print(f"{s.hotkey or ' '}  {s.key:32s} {s.name}{extra}")
+    for w in reg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+# ---- live (the desktop app) ---------------------------------------------------------------
+def _register_live(sub) -> None:
+    p = sub.add_parser("live", help="the desktop app (default)")
+    try:
+        from ui.app import add_live_arguments
+    except ImportError:
+        add_live_arguments = None
+    if add_live_arguments is not None:
+        add_live_arguments(p)
+    p.set_defaults(func=cmd_live)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from ui.app import run_live
+
+    return run_live(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylecam", description="Real-time webcam stylization.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (backend, engines)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _register_live(sub)
+
+    p = sub.add_parser("render", help="stylize a video or image file")
+    p.add_argument("input", help="video file, image file or camera index")
+    p.add_argument("-o", "--output", required=True, help="output .mkv/.mp4/.mov video, or .png/.jpg image")
+    p.add_argument("--size", metavar="WxH", help="render size (default: the input's)")
+    p.add_argument("--frames", type=int, help="stop after N frames")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_pipeline_arguments(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bench", help="benchmark the live pipeline, print JSON")
+    p.add_argument("--source", required=True, help="video file, image or camera index")
+    p.add_argument("--size", default="640x480", metavar="WxH")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--json", metavar="OUT", help="also write the JSON here")
+    p.add_argument("--baseline", action="append", default=[], metavar="TEACHER",
+                   help="also time this teacher model on the same frames (repeatable)")
+    p.add_argument("--no-engine-compare", action="store_true", help="skip the CPU engine comparison")
+    add_pipeline_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("styles", help="list the installed styles")
+    p.add_argument("--styles", action="append", default=[], metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_styles)
+
+    try:
+        from ui.cli_training import register as register_training
+    except ImportError:
+        register_training = None
+    if register_training is not None:
+        register_training(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "--verbose")) \
+            or (argv[0] in ("-v", "--verbose") and (len(argv) == 1 or argv[1] not in SUBCOMMANDS)):
+        # `stylecam [live flags]` means `stylecam live [live flags]`
+        verbose = [a for a in argv[:1] if a in ("-v", "--verbose")]
+        argv = verbose + ["live"] + argv[len(verbose):]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="stylecam: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StylecamError as e:
+        print(f"stylecam: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stylecam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
