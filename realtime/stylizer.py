@@ -360,7 +360,7 @@ class Stylizer:
             out[k] = out.get(k, 0.0) + (1 - t) * v
         for k, v in self._current.items():
             out[k] = out.get(k, 0.0) + t * v
-        return out
+        return {k: v for k, v in out.items() if v > 1e-6}
 
     @property
     def fading(self) -> bool:
