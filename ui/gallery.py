@@ -1,0 +1,125 @@
+"""The style gallery: one thumbnail per style, numbered with its hotkey, metrics in the tooltip."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from PyQt6.QtCore import QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPixmap
+from PyQt6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+
+from realtime.styles import StyleInfo
+
+THUMB = QSize(96, 72)
+
+# Metric keys the training pipeline writes into pack.json, with how to show them.
+_METRIC_LABELS = {
+    "cpu_ms": ("CPU", "{:.1f} ms/frame"),
+    "ms_per_frame": ("CPU", "{:.1f} ms/frame"),
+    "gmacs": ("MACs", "{:.2f} G"),
+    "macs": ("MACs", "{:.3g}"),
+    "psnr": ("PSNR vs teacher", "{:.1f} dB"),
+    "ssim": ("SSIM vs teacher", "{:.3f}"),
+    "fidelity_gain": ("Fidelity gain", "{:.2f}"),
+    "temporal_error": ("Temporal error", "{:.4f}"),
+    "warp_error": ("Warping error", "{:.4f}"),
+}
+
+
+def style_tooltip(style: StyleInfo) -> str:
+    """Name, pack, hotkey, teacher and measured metrics of ``style`` as a rich-text tooltip."""
+    lines = [f"<b>{style.name}</b> <i>({style.pack})</i>"]
+    if style.hotkey:
+        lines.append(f"Hotkey: <b>{style.hotkey}</b>")
+    teacher = style.teacher.get("name") if style.teacher else None
+    if teacher:
+        lines.append(f"Teacher: {teacher}")
+    for key, value in style.metrics.items():
+        label, fmt = _METRIC_LABELS.get(key, (key.replace("_", " "), "{}"))
+        try:
+            shown = fmt.format(value)
+        except (TypeError, ValueError):
+            shown = str(value)
+        lines.append(f"{label}: {shown}")
+    if not style.metrics:
+        lines.append("<i>no measured metrics in this pack</i>")
+    return "<br>".join(lines)
+
+
+def _placeholder(style: StyleInfo) -> QImage:
+    """A coloured tile with the style's initials for packs without a preview image."""
+    digest = hashlib.sha1(style.key.encode()).digest()
+    img = QImage(THUMB, QImage.Format.Format_RGB32)
+    img.fill(QColor.fromHsv(digest[0] * 360 // 256, 120, 150))
+    p = QPainter(img)
+    font = QFont()
+    font.setPixelSize(28)
+    font.setBold(True)
+    p.setFont(font)
+    p.setPen(QColor(255, 255, 255))
+    initials = "".join(w[0] for w in style.name.split()[:2]).upper() or "?"
+    p.drawText(img.rect(), Qt.AlignmentFlag.AlignCenter, initials)
+    p.end()
+    return img
+
+
+def style_thumbnail(style: StyleInfo) -> QPixmap:
+    """The style's preview cropped to the thumbnail size, with its hotkey in the corner."""
+    img = QImage(str(style.preview)) if style.preview else QImage()
+    if img.isNull():
+        img = _placeholder(style)
+    img = img.scaled(THUMB, Qt.AspectRatioMode.KeepAspectRatioByExpanding,
+                     Qt.TransformationMode.SmoothTransformation)
+    x, y = (img.width() - THUMB.width()) // 2, (img.height() - THUMB.height()) // 2
+    pix = QPixmap.fromImage(img.copy(x, y, THUMB.width(), THUMB.height()))
+    if style.hotkey:
+        p = QPainter(pix)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setBrush(QColor(0, 0, 0, 190))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawRoundedRect(3, 3, 20, 20, 5, 5)
+        font = QFont()
+        font.setPixelSize(14)
+        font.setBold(True)
+        p.setFont(font)
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(3, 3, 20, 20, Qt.AlignmentFlag.AlignCenter, style.hotkey)
+        p.end()
+    return pix
+
+
+class StyleGallery(QListWidget):
+    """A grid of style thumbnails; clicking one emits :attr:`styleChosen` with the style's key."""
+
+    styleChosen = pyqtSignal(str)
+
+    def __init__(self, styles: Sequence[StyleInfo], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setIconSize(THUMB)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setWrapping(True)
+        self.setSpacing(4)
+        self.setUniformItemSizes(True)
+        self.setWordWrap(True)
+        self.setGridSize(QSize(THUMB.width() + 12, THUMB.height() + 34))
+        # Keys belong to the window's shortcuts (digits, arrows), not to list navigation.
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self._keys: list[str] = []
+        for style in styles:
+            item = QListWidgetItem(QIcon(style_thumbnail(style)), style.name)
+            item.setToolTip(style_tooltip(style))
+            item.setData(Qt.ItemDataRole.UserRole, style.key)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            self.addItem(item)
+            self._keys.append(style.key)
+        self.itemClicked.connect(lambda it: self.styleChosen.emit(it.data(Qt.ItemDataRole.UserRole)))
+
+    def select_key(self, key: str) -> None:
+        """Highlight the style ``key`` without emitting :attr:`styleChosen`."""
+        if key in self._keys:
+            self.blockSignals(True)
+            self.setCurrentRow(self._keys.index(key))
+            self.blockSignals(False)
