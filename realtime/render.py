@@ -70,7 +70,7 @@ def render(source: str, output: str | os.PathLike, config: PipelineConfig,
     t0 = time.perf_counter()
     try:
         pipe = Pipeline(config)
-        total = src.info.get("frames") if isinstance(getattr(src, "info", None), dict) else None
+        total = src.info.get("frame_count")
         if max_frames and total:
             total = min(total, max_frames)
         if is_image_in:
