@@ -1,0 +1,382 @@
+"""Recorder and snapshots: decode-back, timestamps, crash safety, back-pressure, disk full, bad paths."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from realtime.errors import DeviceError, InputError
+from realtime.sinks import OutputFile, Recorder, SnapshotWriter, h264_encoders, save_snapshot
+
+W, H, FPS = 96, 64, 30
+REPO = Path(__file__).resolve().parents[2]
+
+
+def moving(i: int, w: int = W, h: int = H) -> np.ndarray:
+    """A smooth moving gradient: compresses like real video (small P-frames), differs per frame."""
+    x = np.arange(w, dtype=np.float32)[None, :]
+    y = np.arange(h, dtype=np.float32)[:, None]
+    img = np.empty((h, w, 3), np.uint8)
+    img[..., 0] = (128 + 100 * np.sin((x + 3 * i) / 9.0)) * np.ones_like(y)
+    img[..., 1] = (128 + 100 * np.cos((y + 2 * i) / 7.0)) * np.ones_like(x)
+    img[..., 2] = (i * 7) % 256
+    return img
+
+
+def decode(path: Path) -> tuple[list[int], float, tuple[int, int]]:
+    """Decode like a player: skip damaged packets (an interrupted file may end mid-packet).
+
+    Returns:
+        (frame pts in stream time base, the time base as float, (width, height)).
+    """
+    pts: list[int] = []
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        tb = float(s.time_base)
+        size = (s.codec_context.width, s.codec_context.height)
+        for packet in c.demux(s):
+            try:
+                pts.extend(f.pts for f in packet.decode())
+            except av.FFmpegError:
+                continue
+    return pts, tb, size
+
+
+def record(path: Path, n: int, **kwargs) -> Recorder:
+    with Recorder(path, W, H, FPS, **kwargs) as rec:
+        for i in range(n):
+            rec.write(moving(i), i / FPS)
+    return rec
+
+
+# ---------------------------------------------------------------------------- basic recording
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_recording_decodes_back(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"out.{ext}"
+    rec = record(path, 40)
+    pts, tb, size = decode(path)
+    assert size == (W, H)
+    assert len(pts) == 40
+    assert all(b > a for a, b in zip(pts, pts[1:])), "pts must strictly increase"
+    # Timestamps are the capture times: frame i at i/30 s (to the millisecond).
+    assert [p * tb for p in pts] == pytest.approx([round(i * 1000 / FPS) / 1000 for i in range(40)], abs=1e-3)
+    st = rec.stats()
+    assert st["frames_written"] == st["frames_in"] == 40
+    assert st["bytes"] == path.stat().st_size > 0
+    assert st["duration_s"] == pytest.approx(40 / FPS, abs=0.002)
+    assert st["error"] is None and rec.codec in h264_encoders()
+
+
+def test_mp4_is_fragmented(tmp_path: Path) -> None:
+    path = tmp_path / "frag.mp4"
+    record(path, 70)  # a keyframe a second: three fragments
+    data = path.read_bytes()
+    assert data.count(b"moof") >= 2 and b"mvex" in data, "expected a fragmented MP4 (moof boxes, mvex in moov)"
+    with av.open(str(path)) as c:
+        assert "mp4" in c.format.name
+
+
+def test_pts_strictly_increase_for_same_millisecond(tmp_path: Path) -> None:
+    path = tmp_path / "same.mkv"
+    with Recorder(path, W, H, FPS) as rec:
+        for i, t in enumerate([5.0, 5.0, 5.0002, 5.0004, 4.9, 5.1]):  # equal, sub-ms, and a step back
+            rec.write(moving(i), t)
+    pts, tb, _ = decode(path)
+    assert pts == [0, 1, 2, 3, 4, 100]
+
+
+def test_default_capture_time_and_odd_size(tmp_path: Path) -> None:
+    path = tmp_path / "odd.mkv"
+    with Recorder(path, 33, 21, 25) as rec:
+        for i in range(5):
+            rec.write(moving(i, 33, 21))  # t_capture from the clock
+            time.sleep(0.01)
+    pts, tb, size = decode(path)
+    assert size == (32, 20) and len(pts) == 5
+    assert all(b - a >= 9 for a, b in zip(pts, pts[1:]))  # >= 10 ms apart, in ms
+
+
+def test_write_checks_frames_and_closed_state(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "x.mkv", W, H, FPS)
+    with pytest.raises(InputError, match=r"expects \(64, 96, 3\) uint8"):
+        rec.write(np.zeros((H, W, 3), np.float32))
+    with pytest.raises(InputError, match=r"got \(10, 10, 3\)"):
+        rec.write(np.zeros((10, 10, 3), np.uint8))
+    rec.write(moving(0), 0.0)
+    rec.close()
+    rec.close()  # twice is fine
+    with pytest.raises(DeviceError, match="closed"):
+        rec.write(moving(1), 0.1)
+    assert len(decode(tmp_path / "x.mkv")[0]) == 1
+
+
+def test_copy_protects_against_buffer_reuse(tmp_path: Path) -> None:
+    path = tmp_path / "reuse.mkv"
+    buf = np.zeros((H, W, 3), np.uint8)
+    with Recorder(path, W, H, FPS, crf=0) as rec:
+        for i in range(6):
+            buf[:] = 40 * i  # the pipeline reuses its output buffer
+            rec.write(buf, i / FPS)
+    with av.open(str(path)) as c:
+        means = [f.to_ndarray(format="bgr24").mean() for f in c.decode(video=0)]
+    assert means == pytest.approx([40 * i for i in range(6)], abs=2)
+
+
+# ---------------------------------------------------------------------------- bad outputs
+def _unwritable_dir(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        # root ignores permission bits; sysfs refuses new files even to root.
+        return Path("/sys")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    return d
+
+
+def test_unwritable_directory_is_input_error_before_start(tmp_path: Path) -> None:
+    ro = _unwritable_dir(tmp_path)
+    with pytest.raises(InputError, match="cannot write") as e:
+        Recorder(ro / "out.mkv", W, H, FPS)
+    assert str(ro / "out.mkv") in str(e.value)
+    assert not (ro / "out.mkv").exists()
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("missing/out.mkv", "does not exist"),
+        ("afile/out.mkv", "is not a directory"),
+        ("out.avi", "unsupported recording format"),
+        (".", "is a directory"),
+    ],
+)
+def test_bad_output_paths(tmp_path: Path, name: str, match: str) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match=match):
+        Recorder(tmp_path / name, W, H, FPS)
+
+
+def test_bad_codec_and_size(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown recording codec"):
+        Recorder(tmp_path / "a.mkv", W, H, FPS, codec="mpeg2")
+    with pytest.raises(InputError, match="fps"):
+        Recorder(tmp_path / "a.mkv", W, H, 0)
+    with pytest.raises(InputError, match="size"):
+        Recorder(tmp_path / "a.mkv", 1, H, FPS)
+
+
+def test_nvenc_request_without_nvenc_is_device_error(tmp_path: Path) -> None:
+    from realtime.sinks import nvenc_works
+
+    if nvenc_works(W, H):
+        rec = record(tmp_path / "nv.mkv", 10, codec="h264_nvenc")
+        assert rec.codec == "h264_nvenc" and len(decode(tmp_path / "nv.mkv")[0]) == 10
+    else:
+        with pytest.raises(DeviceError, match="h264_nvenc"):
+            Recorder(tmp_path / "nv.mkv", W, H, FPS, codec="h264_nvenc")
+        assert Recorder(tmp_path / "auto.mkv", W, H, FPS).codec == "libx264"
+
+
+# ---------------------------------------------------------------------------- back-pressure
+class SlowRecorder(Recorder):
+    """An encoder that takes 15 ms a frame, slower than the producer."""
+
+    def _encode_one(self, img: np.ndarray, pts: int) -> None:
+        time.sleep(0.015)
+        super()._encode_one(img, pts)
+
+
+def test_backpressure_blocks_instead_of_dropping(tmp_path: Path) -> None:
+    path = tmp_path / "slow.mkv"
+    events: list[bool] = []
+    rec = SlowRecorder(path, W, H, FPS, queue_size=2, on_behind=events.append)
+    t0 = time.perf_counter()
+    for i in range(20):
+        rec.write(moving(i), i / FPS)
+        assert rec.queued <= 2
+    write_s = time.perf_counter() - t0
+    assert rec.behind and rec.stalls > 0 and rec.blocked_ms > 50
+    rec.close()
+    # 20 frames at 15 ms with only 2 queued: the producer must have waited for most of them.
+    assert write_s >= (20 - 3) * 0.015 * 0.9
+    assert events[0] is True and events[-1] is False
+    assert len(decode(path)[0]) == 20, "every written frame is recorded"
+    assert rec.stats()["stalls"] == rec.stalls
+
+
+# ---------------------------------------------------------------------------- disk full
+class FullDisk(OutputFile):
+    """A file on a disk that fills up after ``limit`` bytes (partial write, then ENOSPC, like the kernel)."""
+
+    limit = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        room = self.limit - self.bytes_written
+        if len(data) > room:
+            if room > 0:
+                super().write(memoryview(data)[:room])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_disk_full_stops_with_message_and_keeps_what_was_written(tmp_path: Path, ext: str) -> None:
+    n = 150  # 5 s, five clusters/fragments
+    full_size = record(tmp_path / f"full.{ext}", n).bytes_written
+    FullDisk.limit = int(full_size * 0.6)
+    path = tmp_path / f"partial.{ext}"
+    errors: list[str] = []
+    rec = Recorder(path, W, H, FPS, opener=FullDisk, on_error=errors.append)
+    raised: list[DeviceError] = []
+    for i in range(n):
+        try:
+            rec.write(moving(i), i / FPS)
+        except DeviceError as e:
+            raised.append(e)
+            break
+    try:
+        rec.close()
+    except DeviceError as e:
+        raised.append(e)
+    rec.close()  # still safe, and does not raise a second time
+    assert len(raised) == 1, "the error is raised once, from write or close"
+    msg = str(raised[0])
+    assert "disk is full" in msg and str(path) in msg and "\n" not in msg
+    assert rec.error == msg and errors == [msg]
+    with pytest.raises(DeviceError, match="disk is full"):
+        rec.write(moving(0), 99.0)  # no silent success after the failure
+    assert path.stat().st_size <= FullDisk.limit
+    pts, _, size = decode(path)
+    assert size == (W, H)
+    assert 0 < len(pts) < n, f"the partial file should hold some frames, got {len(pts)}"
+
+
+# ---------------------------------------------------------------------------- crash safety
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from tests.realtime.test_sinks import moving, W, H, FPS
+    from realtime.sinks import Recorder
+    rec = Recorder(sys.argv[1], W, H, FPS)
+    for i in range(100000):
+        rec.write(moving(i), i / FPS)
+        if i == 95:
+            while rec.frames_written < 95:
+                time.sleep(0.01)
+            print("ready", flush=True)
+        if i > 95:
+            time.sleep(0.002)
+        if sys.argv[2] == "raise" and i == 40:
+            raise RuntimeError("boom")
+    """
+)
+
+
+def _child(tmp_path: Path, path: Path, mode: str) -> subprocess.Popen:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=str(REPO)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_killed_recording_still_decodes(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"killed.{ext}"
+    proc = _child(tmp_path, path, "run")
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == b"ready", proc.stderr.read().decode()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    pts, _, size = decode(path)
+    assert size == (W, H)
+    # 95 frames (3.2 s) had been encoded; at most the last cluster/fragment (1 s) may be lost.
+    assert len(pts) >= 60, f"only {len(pts)} frames survived the crash"
+
+
+def test_uncaught_exception_still_finalizes(tmp_path: Path) -> None:
+    path = tmp_path / "raised.mkv"
+    proc = _child(tmp_path, path, "raise")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b"boom" in err
+    pts, _, _ = decode(path)
+    assert len(pts) == 41, "every frame written before the exception is in the file"
+
+
+# ---------------------------------------------------------------------------- snapshots
+def test_snapshot_to_directory_is_unique_and_atomic(tmp_path: Path) -> None:
+    frame = moving(3)
+    paths = [save_snapshot(frame, tmp_path) for _ in range(3)]
+    assert len(set(paths)) == 3
+    assert all(p.parent == tmp_path and p.name.startswith("stylecam-") and p.suffix == ".png" for p in paths)
+    assert np.array_equal(cv2.imread(str(paths[0])), frame)
+    assert sorted(tmp_path.iterdir()) == sorted(paths), "no temporary files left behind"
+
+
+def test_snapshot_to_path_and_errors(tmp_path: Path) -> None:
+    frame = moving(1)
+    p = save_snapshot(frame, tmp_path / "shot.png")
+    assert p == tmp_path / "shot.png" and np.array_equal(cv2.imread(str(p)), frame)
+    save_snapshot(moving(2), p)  # replaced atomically
+    assert np.array_equal(cv2.imread(str(p)), moving(2))
+    with pytest.raises(InputError, match="PNG"):
+        save_snapshot(frame, tmp_path / "shot.jpg")
+    with pytest.raises(InputError, match="does not exist"):
+        save_snapshot(frame, tmp_path / "nope" / "shot.png")
+    with pytest.raises(InputError, match="uint8"):
+        save_snapshot(frame.astype(np.float32), tmp_path / "f.png")
+    with pytest.raises(InputError, match="cannot write"):
+        save_snapshot(frame, _unwritable_dir(tmp_path) / "s.png")
+
+
+def test_snapshot_writer_background(tmp_path: Path) -> None:
+    frame = moving(4)
+    with SnapshotWriter(tmp_path / "shots", prefix="cap") as snaps:
+        futures = [snaps.submit(frame) for _ in range(3)]
+        frame[:] = 0  # the writer copied the frame
+        paths = [f.result(10) for f in futures]
+        assert snaps.save(moving(5)).exists()
+    assert len(set(paths)) == 3 and all(p.name.startswith("cap-") for p in paths)
+    assert np.array_equal(cv2.imread(str(paths[0])), moving(4))
+
+
+def test_recorder_is_thread_safe_to_close_while_writer_blocked(tmp_path: Path) -> None:
+    path = tmp_path / "race.mkv"
+    rec = SlowRecorder(path, W, H, FPS, queue_size=1)
+    done = threading.Event()
+
+    def producer() -> None:
+        try:
+            for i in range(10):
+                rec.write(moving(i), i / FPS)
+        except DeviceError:
+            pass
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    t.join(10)
+    rec.close()
+    assert done.is_set()
+    assert len(decode(path)[0]) == rec.frames_written == 10
