@@ -235,8 +235,14 @@ class CudaEngine:
     name = "cuda-fp16"
 
     def __init__(self, net: StudentNet):
+        from kernels.dispatch import student_norm_impl
+
+        from .student import set_norm_impl
+
+        impl = student_norm_impl()
+        if impl is not None:
+            set_norm_impl(impl)  # dispatches per call: the reference still serves CPU tensors
         self.net = net.eval().half().cuda().to(memory_format=torch.channels_last)
-        self.stream = torch.cuda.current_stream()
 
     def __call__(self, x, w):
         with torch.inference_mode():
@@ -394,6 +400,48 @@ class Stylizer:
                 log.info("pack %s at %dx%d: %s (%s)", pack.name, size[0], size[1], r.engine.name, r.engine_reason)
             return r
 
+    def delta_torch(self, frame_t: torch.Tensor, mix: Mix) -> torch.Tensor:
+        """Like :meth:`delta` but on a device tensor, for the GPU path (no host round trip).
+
+        Args:
+            frame_t: uint8 BGR ``[H, W, 3]`` on the backend's device.
+
+        Returns:
+            float RGB change ``[1, 3, h, w]`` at internal resolution (fp16 on CUDA).
+        """
+        from kernels import dispatch
+
+        H, W = frame_t.shape[:2]
+        dtype = torch.float16 if frame_t.is_cuda else torch.float32
+        out = None
+        for pack_name, rows in self._rows_by_pack(mix).items():
+            pack = self.registry.packs[pack_name]
+            w, h = self.size_for(W, H, pack)
+            r = self.runner(pack, (w, h))
+            net = getattr(r.engine, "net", None)
+            if net is None:
+                raise RuntimeError(f"engine {r.engine.name} has no torch module for the device path")
+            total = sum(wt for _, wt in rows)
+            rw = torch.zeros(1, pack.architecture["num_styles"], dtype=dtype, device=frame_t.device)
+            for i, wt in rows:
+                rw[0, i] += wt / total
+            with torch.inference_mode():
+                x = dispatch.prepare(frame_t, h, w, dtype)
+                if frame_t.is_cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                d = (net(x, rw) - x) * total
+            if out is not None and out.shape != d.shape:
+                d = torch.nn.functional.interpolate(d, size=out.shape[-2:], mode="bilinear", align_corners=False)
+            out = d if out is None else out + d
+        return out
+
+    def _rows_by_pack(self, mix: Mix) -> dict[str, list[tuple[int, float]]]:
+        by_pack: dict[str, list[tuple[int, float]]] = {}
+        for key, wgt in mix.items():
+            s = self._style(key)
+            by_pack.setdefault(s.pack, []).append((s.index, wgt))
+        return by_pack
+
     def delta(self, frame: np.ndarray, mix: Mix) -> np.ndarray:
         """The style change for ``frame`` at internal resolution.
 
@@ -404,10 +452,7 @@ class Stylizer:
         Returns:
             ``(h, w, 3)`` float32 BGR change in [-1, 1] (``stylized - original``, in 0..1 units).
         """
-        by_pack: dict[str, list[tuple[int, float]]] = {}
-        for key, wgt in mix.items():
-            s = self._style(key)
-            by_pack.setdefault(s.pack, []).append((s.index, wgt))
+        by_pack = self._rows_by_pack(mix)
         H, W = frame.shape[:2]
         out = None
         x_cache: dict[tuple[int, int], np.ndarray] = {}

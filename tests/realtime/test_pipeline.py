@@ -115,3 +115,28 @@ def test_bad_inputs(packs, tmp_path):
                                  person=Treatment("original"), background=Treatment("blur"))) as p:
         out, _ = p.process(synthetic_frame())
         assert out.shape == (120, 160, 3)
+
+
+def test_device_path_matches_cpu_path(packs, portrait):
+    """The GPU frame path, run with the kernels' references on CPU tensors, agrees with the CPU path."""
+    for person, background in [(Treatment("style"), Treatment("original")),
+                                (Treatment("original"), Treatment("color", color=(10, 200, 30))),
+                                (Treatment("style"), Treatment("style"))]:
+        outs = []
+        for device_path in (False, True):
+            with Pipeline(cfg(packs, person=person, background=background, device_path=device_path,
+                              mask_smoothing=0.0)) as p:
+                out, st = p.process(portrait)
+                outs.append(out.astype(int))
+        diff = np.abs(outs[0] - outs[1])
+        # Resampling differs slightly (INTER_AREA vs bilinear downscale); the picture must agree.
+        assert diff.mean() < 4 and np.percentile(diff, 99) < 40, (person, background, diff.mean())
+
+
+def test_device_path_blur(packs, portrait):
+    with Pipeline(cfg(packs, person=Treatment("original"), background=Treatment("blur", blur=15),
+                      device_path=True)) as p:
+        out, st = p.process(portrait)
+    assert st.segmented and out.shape == portrait.shape
+    assert out[20:60, 0:40].std() < portrait[20:60, 0:40].std()
+    assert np.abs(out[45:70, 130:160].astype(int) - portrait[45:70, 130:160]).mean() < 3
