@@ -309,6 +309,11 @@ class Recorder:
             DeviceError: recording stopped on an error (disk full, write failure) or the recorder is closed.
             InputError: the frame has the wrong shape or type.
         """
+        # Serialised with close(): a frame accepted here is always encoded before the file is finalized.
+        with self._lock:
+            self._write_locked(frame, t_capture, copy)
+
+    def _write_locked(self, frame: np.ndarray, t_capture: float | None, copy: bool) -> None:
         self._raise_if_failed()
         if self._closed:
             raise DeviceError(f"recording to {self.path} is already closed")
@@ -422,6 +427,8 @@ class Recorder:
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         """Flush the encoder and finalize the file. Safe to call more than once.
+
+        Waits for a :meth:`write` in progress in another thread; writes after ``close`` raise.
 
         Raises:
             DeviceError: recording had stopped on an error not yet raised by :meth:`write`.

@@ -236,7 +236,7 @@ class FrameSource:
 
     @property
     def width(self) -> int:
-        """Width of delivered frames."""
+        """Width of delivered frames (a camera's may change after a reconnect; each Frame has its own)."""
         return self._out_size[0]
 
     @property
@@ -340,11 +340,6 @@ class FrameSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-
     def __repr__(self) -> str:
         return (
             f"FrameSource({self.name!r}, kind={self._kind}, {self.width}x{self.height}@{self._fps:g}, "
@@ -431,6 +426,10 @@ class FrameSource:
     def _convert(self, img: np.ndarray) -> np.ndarray:
         """Make ``img`` a fresh uint8 BGR ``(H, W, 3)`` C-contiguous array at the output size."""
         img = _to_bgr8(img)
+        if self._kind == "camera" and (img.shape[1], img.shape[0]) != self._out_size:
+            # A reconnected device (or another one now at this index) may deliver another size.
+            log.warning("%s now delivers %dx%d frames", self.name, img.shape[1], img.shape[0])
+            self._out_size = (int(img.shape[1]), int(img.shape[0]))
         if self._kind != "camera" and self._size is not None and (img.shape[1], img.shape[0]) != self._size:
             out = _resize(img, self._size, self._fit)
         else:
