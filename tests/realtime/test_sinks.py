@@ -387,3 +387,21 @@ def test_close_while_another_thread_writes_loses_nothing(tmp_path: Path) -> None
     assert 5 <= len(accepted) < 40
     # Every write that returned normally is in the file: none was accepted and then lost.
     assert len(decode(path)[0]) == rec.frames_written == len(accepted)
+
+
+def test_recorder_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from realtime.sinks import _main
+
+    out = tmp_path / "bench.json"
+    assert _main(["--size", "64x48", "--frames", "12", "--json", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == json.loads(out.read_text())
+    assert result["size"] == [64, 48] and result["frames"] == 12
+    assert result["containers"]["mkv"]["codec"] in h264_encoders()
+    assert result["containers"]["paced_mkv"]["frames"] == 12
+    assert result["convert_ms_median"]["baseline_pyav_swscale"] > 0
+    assert {"machine", "versions", "commit"} <= result.keys()
+    with pytest.raises(SystemExit):
+        _main(["--size", "64by48"])
