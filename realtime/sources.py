@@ -68,8 +68,10 @@ class Frame:
             frames dropped by the latest-frame slot. For a looping file the index keeps counting across loops.
         t_capture: ``time.perf_counter()`` when the frame was read from the device or decoder (for a paced file,
             when it was due and read).
-        t_media: position in the media in seconds (file: the frame's timestamp in the file, restarting at 0 on
-            each loop; camera and image: ``t_capture`` minus the time of the first frame).
+        t_media: position in the media in seconds. File: the frame's timestamp in the container (exact for
+            variable-frame-rate files), or ``n / fps`` when an explicit ``fps`` retimes the file; it restarts on
+            each loop. Camera and image: ``t_capture`` minus the time of the first frame. Offline renders pass
+            it to :meth:`realtime.sinks.Recorder.write` so the output keeps the input's timing.
     """
 
     image: np.ndarray
@@ -142,8 +144,9 @@ class FrameSource:
             ignored the request.
         fit: how file and image frames reach ``size``: ``"cover"`` scales to cover and crops the centre (keeps
             the aspect ratio), ``"stretch"`` resizes to exactly ``size``.
-        fps: pacing rate for files and images (default: the file's own rate; images: 30). Ignored for cameras,
-            whose rate is set by :func:`open_source` and reported by the device.
+        fps: pacing rate for files and images (default: the file's own rate; images: 30). Given for a file, it
+            also retimes it (:attr:`Frame.t_media` becomes ``n / fps``). Ignored for cameras, whose rate is set
+            by :func:`open_source` and reported by the device.
         loop: restart a file at its end instead of ending the stream. Images: True repeats the image forever,
             False delivers it once.
         paced: deliver file and image frames no faster than ``fps`` (like a camera). Ignored for cameras.
@@ -197,7 +200,9 @@ class FrameSource:
         self._max_frames = max_frames
         self._backoff = reconnect_backoff
         self._on_status = on_status
-        self.info: dict[str, Any] = dict(info or {})
+        # Shared with the opener of a camera, which refreshes it on every (re)connect.
+        self.info: dict[str, Any] = info if info is not None else {}
+        self._retime = fps is not None and kind == "file"
 
         self._cond = threading.Condition()
         self._slot: Frame | None = None  # latest mode: newest frame not yet read
@@ -214,12 +219,14 @@ class FrameSource:
 
         self._cap = opener()  # raise here, in the caller's thread, if it cannot open
         self._first = self._first_read()
+        self._first_t_media = -1.0  # set below once fps is known
         src_fps = _positive(self._cap.get(cv2.CAP_PROP_FPS))
         if kind == "camera":
             self._fps = src_fps or _positive(self.info.get("fps")) or DEFAULT_FPS
         else:
             self._fps = float(fps) if fps is not None else (src_fps or DEFAULT_FPS)
         self.info.setdefault("fps", self._fps)
+        self._first_t_media = self._media_time(0, -1.0)
         h, w = self._first.shape[:2]
         self._out_size = self._size if (self._size is not None and kind != "camera") else (w, h)
         self.info.setdefault("source_width", w)
@@ -381,6 +388,7 @@ class FrameSource:
     def _capture_loop(self) -> None:
         img: np.ndarray | None = self._first
         self._first = None  # type: ignore[assignment]
+        t_media = self._first_t_media
         period = 1.0 / self._fps
         pos = 0  # frame position within the current pass over a file
         t_start = now()
@@ -388,6 +396,8 @@ class FrameSource:
         while not self._stop.is_set():
             if img is None:
                 ok, img = self._cap.read()
+                if ok and img is not None and self._kind == "file":
+                    t_media = self._media_time(pos, t_media)
                 if not ok or img is None:
                     img = None
                     if self._kind == "camera":
@@ -408,9 +418,7 @@ class FrameSource:
                 next_due = max(next_due + period, now())
             t = now()
             self._retry_delay = self._backoff[0]
-            if self._kind == "file":
-                t_media = pos / self._fps
-            else:
+            if self._kind != "file":
                 t_media = t - t_start
             frame = Frame(self._convert(img), self._captured, t, t_media)
             if self._kind != "image":
@@ -423,21 +431,36 @@ class FrameSource:
             if self._kind == "image" and not self._loop:
                 return
 
+    def _media_time(self, pos: int, prev: float) -> float:
+        """Seconds into the file of the frame just read.
+
+        The container's timestamp when it is usable (right for variable-frame-rate files such as phone videos);
+        ``pos / fps`` when the rate was overridden or the timestamp does not advance.
+        """
+        if self._kind == "file" and not self._retime:
+            try:
+                ms = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
+            except (cv2.error, TypeError, ValueError):
+                ms = math.nan
+            if math.isfinite(ms) and ms >= 0 and (pos == 0 or ms / 1000.0 > prev):
+                return ms / 1000.0
+        return pos / self._fps
+
     def _convert(self, img: np.ndarray) -> np.ndarray:
-        """Make ``img`` a fresh uint8 BGR ``(H, W, 3)`` C-contiguous array at the output size."""
-        img = _to_bgr8(img)
-        if self._kind == "camera" and (img.shape[1], img.shape[0]) != self._out_size:
+        """Make ``img`` a uint8 BGR ``(H, W, 3)`` C-contiguous array at the output size, owned by the consumer."""
+        # OpenCV's read() returns a new array each call; a still image (and any other capture) may not.
+        owned = isinstance(self._cap, cv2.VideoCapture)
+        bgr = _to_bgr8(img)
+        owned = owned or bgr is not img
+        if self._kind == "camera" and (bgr.shape[1], bgr.shape[0]) != self._out_size:
             # A reconnected device (or another one now at this index) may deliver another size.
-            log.warning("%s now delivers %dx%d frames", self.name, img.shape[1], img.shape[0])
-            self._out_size = (int(img.shape[1]), int(img.shape[0]))
-        if self._kind != "camera" and self._size is not None and (img.shape[1], img.shape[0]) != self._size:
-            out = _resize(img, self._size, self._fit)
-        else:
-            out = img
-        if out is img:
-            # The capture may reuse its buffer (OpenCV does) and a still image is the same array every time.
-            out = np.array(img, dtype=np.uint8, order="C", copy=True)
-        return np.ascontiguousarray(out)
+            log.warning("%s now delivers %dx%d frames", self.name, bgr.shape[1], bgr.shape[0])
+            self._out_size = (int(bgr.shape[1]), int(bgr.shape[0]))
+        if self._kind != "camera" and self._size is not None and (bgr.shape[1], bgr.shape[0]) != self._size:
+            return _resize(bgr, self._size, self._fit)  # a new array
+        if not owned:
+            return np.array(bgr, dtype=np.uint8, order="C", copy=True)
+        return np.ascontiguousarray(bgr)
 
     def _deliver(self, frame: Frame) -> None:
         if self._mode == "all":
@@ -553,8 +576,8 @@ def open_source(
         spec: a camera index (``0`` or ``"0"``), a V4L2 device path (``"/dev/video2"``), or a file path.
         size: ``(width, height)``. Cameras: the resolution requested from the device (it may give another;
             see :attr:`FrameSource.info`). Files and images: frames are resized to it (see ``fit``).
-        fps: cameras: the rate requested from the device. Files: the pacing rate (default the file's own).
-            Images: the repeat rate (default 30).
+        fps: cameras: the rate requested from the device. Files: the pacing rate (default the file's own),
+            which also retimes :attr:`Frame.t_media`. Images: the repeat rate (default 30).
         loop: files: restart at the end (default False). Images: repeat forever (default True) or deliver once.
         paced: files and images: deliver at ``fps`` like a camera (default True for ``mode="latest"``, False for
             ``mode="all"``). Cameras are paced by the device.

@@ -40,15 +40,18 @@ def decode_pattern(img: np.ndarray) -> int:
     return sum(1 << b for b in range(BITS) if top[h // 8 : h // 2 - h // 8, b * bw + bw // 4 : (b + 1) * bw - bw // 4].mean() > 128)
 
 
-def make_clip(path: Path, n: int, fps: int = 30, w: int = W, h: int = H) -> Path:
+def make_clip(path: Path, n: int, fps: int = 30, w: int = W, h: int = H, pts_ms: list[int] | None = None) -> Path:
+    """Write ``n`` pattern frames at ``fps``, or at the millisecond timestamps ``pts_ms`` (variable rate)."""
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.codec_context.options = {"preset": "ultrafast", "crf": "10"}
+        s.codec_context.options = {"preset": "ultrafast", "crf": "10", "bf": "0"}
+        if pts_ms is not None:
+            s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         for i in range(n):
             f = av.VideoFrame.from_ndarray(pattern(i, w, h), format="bgr24")
-            f.pts = i
-            f.time_base = Fraction(1, fps)
+            f.pts = i if pts_ms is None else pts_ms[i]
+            f.time_base = Fraction(1, fps) if pts_ms is None else Fraction(1, 1000)
             for p in s.encode(f):
                 c.mux(p)
         for p in s.encode():
@@ -85,13 +88,26 @@ def test_file_all_mode_reads_every_frame_in_order(clip20: Path) -> None:
         assert src.dropped == 0
     assert [f.index for f in frames] == list(range(20))
     assert [decode_pattern(f.image) for f in frames] == list(range(20))
-    assert [f.t_media for f in frames] == pytest.approx([i / 30 for i in range(20)])
+    assert [f.t_media for f in frames] == pytest.approx([i / 30 for i in range(20)], abs=1e-3)
     t = [f.t_capture for f in frames]
     assert all(b > a for a, b in zip(t, t[1:])), "capture times must increase"
     for f in frames:
         assert f.image.dtype == np.uint8 and f.image.shape == (H, W, 3) and f.image.flags.c_contiguous
         assert f.image[-1, 0, 2] > 170 and f.image[-1, 0, 0] < 130  # (96, 96, 200): red is last in BGR
     assert src.state == "ended"
+
+
+def test_variable_frame_rate_file_keeps_its_timestamps(tmp_path: Path) -> None:
+    pts = [0, 40, 50, 120, 300, 310]
+    clip = make_clip(tmp_path / "vfr.mkv", len(pts), pts_ms=pts)
+    with open_source(clip, mode="all") as src:
+        frames = drain(src)
+    assert [decode_pattern(f.image) for f in frames] == list(range(len(pts)))
+    assert [f.t_media for f in frames] == pytest.approx([p / 1000 for p in pts], abs=1e-3)
+    # An explicit rate retimes the file: frame i at i / fps.
+    with open_source(clip, mode="all", fps=10) as src:
+        frames = drain(src)
+    assert [f.t_media for f in frames] == pytest.approx([i / 10 for i in range(len(pts))])
 
 
 def test_frames_iterator_and_max_frames(clip20: Path) -> None:
