@@ -352,3 +352,103 @@ def test_camera_open_failure_is_device_error() -> None:
 
     with pytest.raises(DeviceError, match="gave no frame"):
         FrameSource(opener, kind="camera", name="camera 3")
+
+
+# ---------------------------------------------------------------------------- camera open path (fake OpenCV device)
+class FakeVideoCapture:
+    """Stands in for ``cv2.VideoCapture`` on a V4L2 webcam that offers 640x480 at most, MJPG at 30 fps."""
+
+    instances: list[FakeVideoCapture] = []
+    fail_after: int | None = None
+
+    def __init__(self, index: int, backend: int) -> None:
+        self.index, self.backend = index, backend
+        self.calls: list[tuple[int, float]] = []
+        self.props = {
+            cv2.CAP_PROP_FRAME_WIDTH: 640.0, cv2.CAP_PROP_FRAME_HEIGHT: 480.0, cv2.CAP_PROP_FPS: 30.0,
+            cv2.CAP_PROP_FOURCC: float(cv2.VideoWriter_fourcc(*"YUYV")),
+        }
+        self.reads = 0
+        FakeVideoCapture.instances.append(self)
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return self.index == 0
+
+    def set(self, prop: int, value: float) -> bool:
+        self.calls.append((prop, value))
+        if prop == cv2.CAP_PROP_FOURCC:
+            self.props[prop] = value
+        elif prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            self.props[prop] = min(value, self.props[prop])
+        return True
+
+    def get(self, prop: int) -> float:
+        return self.props.get(prop, 0.0)
+
+    def getBackendName(self) -> str:  # noqa: N802
+        return "V4L2"
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.reads += 1
+        if FakeVideoCapture.fail_after is not None and self.reads > FakeVideoCapture.fail_after:
+            return False, None
+        time.sleep(0.005)
+        w, h = int(self.props[cv2.CAP_PROP_FRAME_WIDTH]), int(self.props[cv2.CAP_PROP_FRAME_HEIGHT])
+        return True, pattern(self.reads, w, h)
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_v4l2(monkeypatch: pytest.MonkeyPatch) -> type[FakeVideoCapture]:
+    FakeVideoCapture.instances = []
+    FakeVideoCapture.fail_after = None
+    monkeypatch.setattr(cv2, "VideoCapture", FakeVideoCapture)
+    real_exists = sources.os.path.exists
+    monkeypatch.setattr(sources.os.path, "exists", lambda p: p == "/dev/video0" or real_exists(p))
+    monkeypatch.setattr(sources.sys, "platform", "linux")
+    return FakeVideoCapture
+
+
+def test_camera_requests_mjpg_size_fps_and_reports_what_it_got(
+    fake_v4l2: type[FakeVideoCapture], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="realtime.sources")
+    with open_source(0, size=(1280, 720), fps=30) as src:
+        f = src.read(2.0)
+        assert src.kind == "camera" and src.fps == 30.0
+        assert (src.width, src.height) == (640, 480), "camera frames come at the size the device gives"
+        assert f is not None and f.image.shape == (480, 640, 3)
+    cap = fake_v4l2.instances[0]
+    assert cap.backend == cv2.CAP_V4L2
+    props = [p for p, _ in cap.calls]
+    # MJPG first, then the size, then the rate (V4L2 validates the rate against format and size).
+    assert props.index(cv2.CAP_PROP_FOURCC) < props.index(cv2.CAP_PROP_FRAME_WIDTH) < props.index(cv2.CAP_PROP_FPS)
+    assert dict(cap.calls)[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    assert src.info["width"] == 640 and src.info["height"] == 480 and src.info["fourcc"] == "MJPG"
+    assert src.info["requested"] == {"size": [1280, 720], "fps": 30, "fourcc": "MJPG"}
+    assert "camera 0: 640x480 @ 30 fps, MJPG (asked 1280x720" in caplog.text
+
+
+def test_camera_reconnect_through_open_source(fake_v4l2: type[FakeVideoCapture]) -> None:
+    fake_v4l2.fail_after = 3  # every capture object gives 3 frames, then the device "disappears"
+    states: list[str] = []
+    with open_source("0", on_status=lambda s, m: states.append(s), reconnect_backoff=(0.01, 0.02)) as src:
+        got = [src.read(2.0) for _ in range(8)]
+    assert all(f is not None for f in got)
+    assert len(fake_v4l2.instances) >= 3, "the device is reopened after each loss"
+    assert "reconnecting" in states and "ok" in states
+    idx = [f.index for f in got]
+    assert idx == sorted(set(idx))
+
+
+def test_camera_that_exists_but_does_not_open(fake_v4l2: type[FakeVideoCapture], monkeypatch: pytest.MonkeyPatch) -> None:
+    real_exists = sources.os.path.exists
+    monkeypatch.setattr(sources.os.path, "exists", lambda p: p in ("/dev/video0", "/dev/video1") or real_exists(p))
+    monkeypatch.setattr(sources, "list_cameras", lambda *a, **k: [0, 1])
+    with pytest.raises(DeviceError, match="camera 1 exists but could not be opened"):
+        open_source(1)
+    monkeypatch.setattr(sources, "list_cameras", lambda *a, **k: [0])
+    with pytest.raises(DeviceError, match="camera 1 not found; cameras that open: 0"):
+        open_source(1)
