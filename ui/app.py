@@ -114,6 +114,31 @@ def source_request(args: argparse.Namespace):
     return SourceRequest(spec, parse_size(args.size), args.fps, bool(args.loop))
 
 
+def registry_user_dir() -> str:
+    from realtime.styles import user_styles_dir
+
+    return str(user_styles_dir())
+
+
+def _install_excepthook(window) -> object:
+    """Show an unexpected error in the window and keep running, instead of PyQt's abort.
+
+    PyQt ends the process on an exception that escapes a slot; that would skip finishing a
+    recording. Returns the previous hook.
+    """
+    previous = sys.excepthook
+
+    def hook(etype, value, tb) -> None:
+        if issubclass(etype, KeyboardInterrupt):
+            previous(etype, value, tb)
+            return
+        log.error("unexpected error", exc_info=(etype, value, tb))
+        window.errorReported.emit(f"unexpected error: {etype.__name__}: {value} (details in the terminal log)")
+
+    sys.excepthook = hook
+    return previous
+
+
 def run_live(args: argparse.Namespace) -> int:
     """Open the window and run until it closes; return the exit code.
 
@@ -126,6 +151,13 @@ def run_live(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
         raise InputError(f"--output-dir {args.output_dir}: is a file, expected a folder")
+
+    from realtime.composite import Treatment
+    from realtime.styles import StyleRegistry
+
+    registry = StyleRegistry(config.styles_dirs)  # a bad --styles folder fails here, before a window opens
+    if config.style:
+        registry.find(config.style)
     _check_display()
 
     from PyQt6.QtCore import QSettings, QTimer
@@ -141,9 +173,15 @@ def run_live(args: argparse.Namespace) -> int:
     app.setApplicationName(APPLICATION)
     store = (QSettings(str(args.settings), QSettings.Format.IniFormat) if args.settings
              else default_settings())
-    pipeline = Pipeline(config)  # a bad style or backend fails here, before a window opens
+    no_styles = not len(registry) and not (args.person or args.background)
+    if no_styles:  # still useful: blur or replace the background
+        config.person, config.background = Treatment("original"), Treatment("blur")
+    pipeline = Pipeline(config, registry=registry)
     window = MainWindow(pipeline, source, AppSettings(store), output_dir=args.output_dir,
-                        explicit=_explicit(args))
+                        explicit=_explicit(args) | ({"person", "background"} if no_styles else set()))
+    if no_styles:
+        window.show_error("No styles are installed. Add a style pack with --styles DIR (or copy it to "
+                          f"{registry_user_dir()}); meanwhile the background is blurred.")
 
     # Ctrl+C in the terminal and SIGTERM close the window like Ctrl+Q, so a recording is finished.
     # Python only runs signal handlers when the interpreter gets control: a timer makes sure it does.
@@ -151,6 +189,7 @@ def run_live(args: argparse.Namespace) -> int:
         QTimer.singleShot(0, window.close)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = _install_excepthook(window)
     wake = QTimer(interval=200)
     wake.timeout.connect(lambda: None)
     wake.start()
@@ -161,6 +200,7 @@ def run_live(args: argparse.Namespace) -> int:
     finally:
         window.shutdown()  # idempotent; covers exits that bypass closeEvent
         wake.stop()
+        sys.excepthook = old_hook
         for s, h in old.items():
             signal.signal(s, h)
     return int(rc)

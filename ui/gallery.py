@@ -11,7 +11,7 @@ from PyQt6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
 from realtime.styles import StyleInfo
 
-THUMB = QSize(96, 72)
+THUMB = QSize(88, 66)
 
 # Metric keys the training pipeline writes into pack.json, with how to show them.
 _METRIC_LABELS = {
@@ -116,6 +116,17 @@ class StyleGallery(QListWidget):
             self.addItem(item)
             self._keys.append(style.key)
         self.itemClicked.connect(lambda it: self.styleChosen.emit(it.data(Qt.ItemDataRole.UserRole)))
+
+    def fit_rows(self, max_rows: int = 2) -> None:
+        """Make the gallery tall enough for up to ``max_rows`` rows at its current width."""
+        cell = self.gridSize()
+        per_row = max(1, (self.viewport().width() - 2) // cell.width())
+        rows = min(max_rows, max(1, -(-self.count() // per_row)))
+        self.setFixedHeight(rows * (cell.height() + 2 * self.spacing()) + 2 * self.frameWidth() + 4)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self.fit_rows()
 
     def select_key(self, key: str) -> None:
         """Highlight the style ``key`` without emitting :attr:`styleChosen`."""

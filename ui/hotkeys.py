@@ -22,7 +22,7 @@ HOTKEYS: tuple[Hotkey, ...] = (
     Hotkey("pause", ("Space",), "Pause / resume", "Space"),
     Hotkey("record", ("R",), "Start / stop recording", "R"),
     Hotkey("snapshot", ("S",), "Save a snapshot (PNG)", "S"),
-    Hotkey("preset", ("B",), "Next region preset (all, person, background, split)", "B"),
+    Hotkey("preset", ("B",), "Next region preset (all, person, background, split, blur)", "B"),
     Hotkey("strength-up", ("+", "="), "More style", "+"),
     Hotkey("strength-down", ("-",), "Less style", "−"),
     Hotkey("fullscreen", ("F",), "Fullscreen on / off", "F"),

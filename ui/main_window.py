@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
     _sourceRequested = pyqtSignal(object)
     _stopRequested = pyqtSignal()
     _camerasFound = pyqtSignal(list)
+    errorReported = pyqtSignal(str)  # from any thread; shown like the worker's errors
 
     def __init__(self, pipeline, source: SourceRequest, settings: AppSettings,
                  output_dir: Path | None = None, explicit: frozenset[str] = frozenset()):
@@ -82,6 +83,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("stylecam")
         self.settings = settings
         self.output_dir = Path(output_dir or settings.output_dir or default_output_dir())
+        # A folder given on the command line is for this run; one picked in the window is remembered.
+        self._remember_output_dir = output_dir is None
         self.styles = list(pipeline.registry.styles)
         self.style_key = pipeline.style.key if pipeline.style else ""
         self.recording_path: str | None = None
@@ -109,6 +112,7 @@ class MainWindow(QMainWindow):
         self._connect_worker()
         self._thread.started.connect(self.worker.start)
         self._camerasFound.connect(self.cameras.set_cameras)
+        self.errorReported.connect(self.show_error)
 
     # ------------------------------------------------------------------ construction
     def _restore_pipeline_state(self, pipeline, explicit):
@@ -158,10 +162,9 @@ class MainWindow(QMainWindow):
 
         self.gallery = StyleGallery(self.styles)
         self.gallery.select_key(self.style_key)
-        self.gallery.setMinimumHeight(230)
         self.gallery.styleChosen.connect(self.set_style)
         col.addWidget(QLabel("<b>Styles</b> — keys 1–9, 0; ← → to step"))
-        col.addWidget(self.gallery, 1)
+        col.addWidget(self.gallery)
         if not self.styles:
             col.addWidget(QLabel("No styles installed: add a pack with --styles DIR."))
 
@@ -231,6 +234,7 @@ class MainWindow(QMainWindow):
         help_button.clicked.connect(self.toggle_help)
         out.addWidget(help_button)
         col.addWidget(out_box)
+        col.addStretch(1)
         for w in (self.record_button, self.snapshot_button, self.mirror_box, self.vcam_box, self.pause_box,
                   change, help_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -369,7 +373,8 @@ class MainWindow(QMainWindow):
         s.person, s.background = self.regions.current()
         s.strength = self.strength.value() / 100.0
         s.mirror = self.mirror_box.isChecked()
-        s.output_dir = self.output_dir
+        if self._remember_output_dir:
+            s.output_dir = self.output_dir
         s.geometry = self.saveGeometry()
         s.window_state = self.saveState()
         s.sync()
@@ -537,6 +542,7 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Folder for recordings and snapshots", str(self.output_dir))
         if path:
             self.output_dir = Path(path)
+            self._remember_output_dir = True
             self._show_output_dir()
 
     def _show_output_dir(self) -> None:

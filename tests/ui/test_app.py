@@ -269,3 +269,17 @@ def test_live_flags_are_checked_before_a_window_opens(tmp_path):
     assert (req.spec, req.size, req.fps) == ("1", (1280, 720), 60.0)
     cfg = build_config(_live_args("--person", "style:beta", "--background", "blur:8", "--backend", "cpu"))
     assert (str(cfg.person), str(cfg.background), cfg.backend) == ("style:beta", "blur:8", "cpu")
+
+
+def test_virtual_camera_errors_say_how_to_fix_them(monkeypatch):
+    import sys
+
+    from ui.virtualcam import LOOPBACK_HINT, VirtualCamera, VirtualCameraError, explain_failure
+
+    msg = explain_failure(RuntimeError("'v4l2loopback' backend: No v4l2 loopback device found at "
+                                       "/dev/video[0-99]. Did you run 'modprobe v4l2loopback'?"), platform="linux")
+    assert LOOPBACK_HINT in msg and LOOPBACK_HINT == "sudo modprobe v4l2loopback exclusive_caps=1"
+    assert "OBS" in explain_failure(RuntimeError("no backend"), platform="win32")
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # the optional extra is not installed
+    with pytest.raises(VirtualCameraError, match=r"pip install 'stylecam\[virtualcam\]'"):
+        VirtualCamera(320, 240, 30)
