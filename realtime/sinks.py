@@ -366,8 +366,9 @@ class Recorder:
         if behind == self.behind:
             return
         self.behind = behind
-        if behind:
-            log.warning("recorder for %s is behind; the pipeline waits for the encoder", self.path)
+        if behind and self.stalls == 1:
+            # Once per recording; the count and total wait are in the closing log line and stats().
+            log.info("recorder for %s is behind; writes wait for the encoder", self.path)
         if self._on_behind is not None:
             try:
                 self._on_behind(behind)

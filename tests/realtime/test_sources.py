@@ -452,3 +452,16 @@ def test_camera_that_exists_but_does_not_open(fake_v4l2: type[FakeVideoCapture],
     monkeypatch.setattr(sources, "list_cameras", lambda *a, **k: [0])
     with pytest.raises(DeviceError, match="camera 1 not found; cameras that open: 0"):
         open_source(1)
+
+
+def test_sources_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "b.json"
+    assert sources._main(["--size", "64x48", "--frames", "15", "--json", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == json.loads(out.read_text())
+    assert result["frames"] == 15 and result["size"] == [64, 48]
+    assert result["decode_ms_median"]["baseline_cv2_read"] > 0
+    assert result["latest_slot_handoff_ms"]["median"] >= 0
+    assert {"machine", "versions", "commit"} <= result.keys()
