@@ -221,7 +221,11 @@ class Pipeline:
             if mix is not None:
                 return styled[tuple(sorted(mix.items()))]
             if t.kind == "blur":
-                weight = (1.0 - mask) if mask is not None else np.ones((2, 2), np.float32)
+                if mask is None:
+                    weight = np.ones((2, 2), np.float32)
+                else:  # exactly the pixels compositing treats as background feed the blur
+                    weight = 1.0 - smoothstep_alpha(mask, (mask.shape[1], mask.shape[0]),
+                                                    self.config.threshold, self.config.feather)
                 return masked_blur(frame, weight.astype(np.float32), t.blur)
             return self.compositor.flat(t, frame)
 
