@@ -166,6 +166,45 @@ def masked_blur(image: Any, mask: Any, sigma: float, threshold: float, feather: 
     return out
 
 
+def wheel_nvrtc_paths() -> list[Path]:
+    """``libnvrtc.so*`` files shipped by the ``nvidia-cuda-nvrtc`` wheel (empty if not installed)."""
+    try:
+        import nvidia  # namespace package of the NVIDIA wheels
+    except ImportError:
+        return []
+    found: list[Path] = []
+    for root in getattr(nvidia, "__path__", []):
+        found += sorted(Path(root).glob("*/lib/libnvrtc.so*"))
+    return [p for p in found if "builtins" not in p.name]
+
+
+def nvrtc_version() -> tuple[tuple[int, int], str]:
+    """Load NVRTC through CuPy's bindings and return ``((major, minor), library path)``.
+
+    CuPy finds the wheel's library by itself in normal installs; if it does not (an unusual
+    layout, an old CuPy), the wheel's ``libnvrtc.so`` is preloaded globally and the lookup retried.
+    """
+    import ctypes
+
+    from cupy.cuda import nvrtc
+
+    try:
+        version = nvrtc.getVersion()
+    except Exception:
+        paths = wheel_nvrtc_paths()
+        if not paths:
+            raise
+        ctypes.CDLL(str(paths[0]), mode=ctypes.RTLD_GLOBAL)
+        version = nvrtc.getVersion()
+    path = "unknown"
+    try:
+        with open("/proc/self/maps") as maps:
+            path = next((ln.split()[-1] for ln in maps if "libnvrtc.so" in ln), path)
+    except OSError:
+        pass
+    return tuple(version), path
+
+
 def compile_nvrtc(arch: str) -> bytes:
     """Compile ``composite.cu`` with NVRTC for ``arch`` (e.g. ``"sm_80"``) and return the CUBIN.
 
@@ -176,6 +215,7 @@ def compile_nvrtc(arch: str) -> bytes:
     """
     from cupy.cuda import nvrtc
 
+    nvrtc_version()
     prog = nvrtc.createProgram(source(), SOURCE_PATH.name, [], [])
     try:
         opts = [f"--gpu-architecture={arch}", "-std=c++17", *compile_options()]
