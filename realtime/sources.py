@@ -286,7 +286,7 @@ class FrameSource:
 
     @property
     def message(self) -> str:
-        """Human-readable detail for :attr:`state` (empty when ok)."""
+        """Human-readable detail for :attr:`state` (e.g. ``"camera 0 lost; retrying in 2.0 s (attempt 3)"``)."""
         return self._message
 
     @property
@@ -395,7 +395,7 @@ class FrameSource:
         next_due = t_start
         while not self._stop.is_set():
             if img is None:
-                ok, img = self._cap.read()
+                ok, img = self._safe_read()
                 if ok and img is not None and self._kind == "file":
                     t_media = self._media_time(pos, t_media)
                 if not ok or img is None:
@@ -409,7 +409,7 @@ class FrameSource:
                         self._cap = self._opener()
                         pos = 0
                         continue
-                    return  # end of file
+                    return  # end of file (or a decode error, recorded in self._error)
             if self._paced:
                 delay = next_due - now()
                 if delay > 0 and self._stop.wait(delay):
@@ -430,6 +430,17 @@ class FrameSource:
                 return
             if self._kind == "image" and not self._loop:
                 return
+
+    def _safe_read(self) -> tuple[bool, np.ndarray | None]:
+        """``cap.read()``, with an exception (a broken device or stream) turned into a failed read."""
+        try:
+            return self._cap.read()
+        except Exception as exc:
+            log.warning("reading %s failed: %s", self.name, exc)
+            if self._kind == "file":
+                self._error = f"decoding {self.name} failed after {self._captured} frames: {exc}"
+                self._set_state("error", self._error)
+            return False, None
 
     def _media_time(self, pos: int, prev: float) -> float:
         """Seconds into the file of the frame just read.

@@ -346,6 +346,28 @@ def test_lost_camera_never_crashes_and_close_is_prompt() -> None:
     assert src.eof
 
 
+def test_camera_read_that_raises_is_treated_as_a_lost_camera() -> None:
+    cam = FakeCamera([2, 100000], fail_opens=0)
+    first = cam.open()
+    real_read = first.read
+
+    def read() -> tuple[bool, np.ndarray | None]:
+        if first.left <= 0:
+            raise cv2.error("VIDIOC_DQBUF: No such device")
+        return real_read()
+
+    first.read = read  # type: ignore[method-assign]
+    caps = [first]
+    src = FrameSource(lambda: caps.pop() if caps else cam.open(), kind="camera", name="camera 4",
+                      reconnect_backoff=(0.01, 0.02))
+    try:
+        got = [src.read(2.0) for _ in range(5)]
+    finally:
+        src.close()
+    assert all(f is not None for f in got) and src.error is None
+    assert len(cam.open_times) == 2
+
+
 def test_camera_open_failure_is_device_error() -> None:
     def opener() -> FakeCapture:
         return FakeCapture(FakeCamera([], 0), 0, opened=True)  # opens but gives no frame
