@@ -302,7 +302,8 @@ class Recorder:
             frame: ``(height, width, 3)`` uint8 BGR.
             t_capture: capture time in seconds on any monotonic clock (only differences matter), e.g.
                 :attr:`realtime.sources.Frame.t_capture`; None uses ``time.perf_counter()`` now. For offline
-                renders pass the media time (``index / fps``).
+                renders pass :attr:`realtime.sources.Frame.t_media` so the output keeps the input's timing.
+                Use one clock for the whole recording; a step back is clamped to one tick after the last frame.
             copy: copy ``frame`` before queueing (the default); pass False only when the caller will not touch
                 the array again.
 

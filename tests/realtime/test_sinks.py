@@ -62,7 +62,7 @@ def record(path: Path, n: int, **kwargs) -> Recorder:
 
 
 # ---------------------------------------------------------------------------- basic recording
-@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+@pytest.mark.parametrize("ext", ["mkv", "mp4", "mov"])
 def test_recording_decodes_back(tmp_path: Path, ext: str) -> None:
     path = tmp_path / f"out.{ext}"
     rec = record(path, 40)
