@@ -23,6 +23,9 @@ pytestmark = pytest.mark.timeout(60)
 
 def open_window(qtbot, pack_dir: Path, clip: Path, settings_path: Path, out_dir: Path,
                 source: SourceRequest | None = None, **config) -> MainWindow:
+    # cpu_engine="eager": no background engine measurement thread (that is the pipeline's
+    # business, tested there) that could still be running when the test process exits.
+    config.setdefault("cpu_engine", "eager")
     pipe = Pipeline(PipelineConfig(styles_dirs=[str(pack_dir)], include_user_styles=False,
                                    include_shipped_styles=False, **config))
     win = MainWindow(pipe, source or SourceRequest(str(clip), loop=True), private_settings(settings_path),
@@ -283,3 +286,17 @@ def test_virtual_camera_errors_say_how_to_fix_them(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # the optional extra is not installed
     with pytest.raises(VirtualCameraError, match=r"pip install 'stylecam\[virtualcam\]'"):
         VirtualCamera(320, 240, 30)
+
+
+def test_bad_choices_show_an_error_in_the_window_and_the_loop_goes_on(qtbot, window, tmp_path):
+    window._on_regions("style", "image:" + str(tmp_path / "gone.jpg"))
+    qtbot.waitUntil(lambda: "no such image file" in window.view.notice, timeout=5000)
+    assert window.view.notice_is_error
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    window.output_dir = blocker
+    press(qtbot, window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: "cannot record" in window.view.notice, timeout=5000)
+    assert window.recording_path is None and not window.record_button.isChecked()
+    n = window.worker.frames_processed
+    qtbot.waitUntil(lambda: window.worker.frames_processed > n + 3, timeout=5000)
