@@ -13,17 +13,20 @@ from realtime.styles import StyleInfo
 
 THUMB = QSize(88, 66)
 
-# Metric keys the training pipeline writes into pack.json, with how to show them.
+# Metric keys ``training/evaluate.py`` writes into pack.json, with how to show them; other keys
+# are listed as they are.
 _METRIC_LABELS = {
-    "cpu_ms": ("CPU", "{:.1f} ms/frame"),
-    "ms_per_frame": ("CPU", "{:.1f} ms/frame"),
-    "gmacs": ("MACs", "{:.2f} G"),
-    "macs": ("MACs", "{:.3g}"),
-    "psnr": ("PSNR vs teacher", "{:.1f} dB"),
-    "ssim": ("SSIM vs teacher", "{:.3f}"),
-    "fidelity_gain": ("Fidelity gain", "{:.2f}"),
-    "temporal_error": ("Temporal error", "{:.4f}"),
-    "warp_error": ("Warping error", "{:.4f}"),
+    "fidelity_gain": ("Fidelity to teacher", "{:.2f} (1 = same as teacher)"),
+    "psnr_vs_teacher": ("PSNR vs teacher", "{:.1f} dB"),
+    "ssim_vs_teacher": ("SSIM vs teacher", "{:.3f}"),
+    "ewarp_student": ("Flicker (warping error)", "{:.4f}"),
+    "ewarp_teacher": ("Teacher's warping error", "{:.4f}"),
+    "ewarp_input": ("Input's warping error", "{:.4f}"),
+    "gmacs_640x480": ("Compute per 640×480 frame", "{:.2f} GMAC"),
+    "teacher_gmacs_640x480": ("Teacher's compute", "{:.1f} GMAC"),
+    "macs_ratio": ("Cheaper than teacher", "{:.0f}×"),
+    "cpu_ms_640x480": ("CPU time per frame", "{:.1f} ms"),
+    "cpu_threads": ("measured with threads", "{}"),
 }
 
 
