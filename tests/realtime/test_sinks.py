@@ -175,6 +175,13 @@ def test_bad_codec_and_size(tmp_path: Path) -> None:
         Recorder(tmp_path / "a.mkv", W, H, 0)
     with pytest.raises(InputError, match="size"):
         Recorder(tmp_path / "a.mkv", 1, H, FPS)
+    with pytest.raises(InputError, match="preset"):
+        Recorder(tmp_path / "a.mkv", W, H, FPS, preset="warp")
+
+
+def test_auto_preset_follows_size(tmp_path: Path) -> None:
+    with Recorder(tmp_path / "s.mkv", 1280, 720, FPS) as small, Recorder(tmp_path / "l.mkv", 1920, 1080, FPS) as large:
+        assert (small.preset, large.preset) == ("veryfast", "superfast")
 
 
 def test_nvenc_request_without_nvenc_is_device_error(tmp_path: Path) -> None:
