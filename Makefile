@@ -10,7 +10,7 @@ TORCH   := torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/pip install "$(TORCH)" -e ".[dev]"
+	$(BIN)/pip install "$(TORCH)" -e ".[dev,cuda]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# Every kernel checked without a GPU (Triton interpreter, NVRTC builds, g++-emulated CUDA C), with a summary.
+kernels-check: $(STAMP)
+	$(BIN)/python -m kernels.check
 
 bench: $(STAMP)
 	$(BIN)/stylecam bench --source assets/demo/demo.mp4 --size 640x480 --frames 300 --json bench.json
