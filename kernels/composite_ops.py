@@ -46,6 +46,10 @@ def compile_options() -> tuple[str, ...]:
     return tuple(f"-D{k}={v}" for k, v in DEFINES.items())
 
 
+# NVRTC options besides the defines; CuPy's RawModule adds -ftz=true and the architecture itself.
+NVRTC_OPTIONS = ("-std=c++17",)
+
+
 @dataclass(frozen=True)
 class Arg:
     """One kernel argument: ``kind`` is ``"ptr"`` (tensor or None), ``"i32"`` or ``"f32"``."""
@@ -218,7 +222,7 @@ def compile_nvrtc(arch: str) -> bytes:
     nvrtc_version()
     prog = nvrtc.createProgram(source(), SOURCE_PATH.name, [], [])
     try:
-        opts = [f"--gpu-architecture={arch}", "-std=c++17", *compile_options()]
+        opts = [f"--gpu-architecture={arch}", "-ftz=true", *NVRTC_OPTIONS, *compile_options()]
         try:
             nvrtc.compileProgram(prog, opts)
         except nvrtc.NVRTCError as err:

@@ -38,7 +38,7 @@ class CupyRunner:
         if mod is None:
             with self._cp.cuda.Device(device):
                 mod = self._cp.RawModule(code=composite_ops.source(), backend="nvrtc",
-                                         options=("-std=c++17", *composite_ops.compile_options()))
+                                         options=(*composite_ops.NVRTC_OPTIONS, *composite_ops.compile_options()))
             self._modules[device] = mod
         return mod.get_function(kernel)
 

@@ -246,10 +246,11 @@ def _num_sms(device: torch.device) -> int:
     return 8
 
 
-def choose_split(programs: int, hw: int, device: torch.device) -> int:
+def choose_split(programs: int, hw: int, block_c: int, device: torch.device) -> int:
     """Programs per channel block: 1 unless there are too few to fill the GPU and planes are big."""
     target = 4 * _num_sms(device)  # a few programs per SM to hide memory latency
-    min_chunk = 16384  # smaller chunks make the statistics kernel launch-bound
+    # Each program should still stream >= 16K elements, or the statistics kernel is launch-bound.
+    min_chunk = max(16384 // block_c, 64)
     if programs >= target or hw < 2 * min_chunk:
         return 1
     return max(1, min(math.ceil(target / programs), hw // min_chunk))
@@ -311,7 +312,7 @@ def cond_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     mean_in, var_in = ((stats_state[0].contiguous(), stats_state[1].contiguous()) if has_in
                        else (mean_out, var_out))
     programs = n * triton.cdiv(c, block_c)
-    nsplit = split if split is not None else choose_split(programs, hw, x.device)
+    nsplit = split if split is not None else choose_split(programs, hw, block_c, x.device)
     nsplit = max(1, min(int(nsplit), hw))
     chunk = math.ceil(hw / nsplit)
     nsplit = math.ceil(hw / chunk)  # no empty programs
