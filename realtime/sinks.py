@@ -157,9 +157,9 @@ class Recorder:
         fps: nominal rate (a hint for rate control and players; the timestamps decide playback).
         codec: ``"auto"`` (``h264_nvenc`` when it opens, else ``libx264``), ``"libx264"`` or ``"h264_nvenc"``.
         crf: quality for libx264 (lower is better; 18–23 is typical); nvenc uses it as its constant quality.
-        preset: libx264 preset. ``"auto"``: ``veryfast`` up to 720p, ``superfast`` above (1080p at veryfast
-            needs about one full core of a 2-core laptop at 30 fps, twice what superfast needs, for ~40% fewer
-            bits; the pipeline needs that core more).
+        preset: libx264 preset. ``veryfast`` costs ~18 ms of CPU per 1080p frame (about half a core at 30 fps);
+            ``superfast``/``ultrafast`` save only 15–35% of that for 1.7–2x the bits
+            (``python -m realtime.sinks --size 1920x1080 --preset ...`` measures it).
         queue_size: frames that may wait for the encoder before ``write`` blocks.
         on_behind: ``on_behind(True|False)`` from the writing thread when the encoder starts or stops holding
             ``write`` back.
@@ -180,7 +180,7 @@ class Recorder:
         codec: str = "auto",
         *,
         crf: int = 21,
-        preset: str = "auto",
+        preset: str = "veryfast",
         queue_size: int = 8,
         on_behind: Callable[[bool], None] | None = None,
         on_error: Callable[[str], None] | None = None,
@@ -208,10 +208,8 @@ class Recorder:
                 self.width, self.height, self._enc_w, self._enc_h,
             )
         self.codec = self._pick_codec(codec)
-        if preset not in X264_PRESETS and preset != "auto":
-            raise InputError(f"unknown x264 preset {preset!r}; expected auto or one of {', '.join(X264_PRESETS)}")
-        if preset == "auto":
-            preset = "veryfast" if self._enc_w * self._enc_h <= 1280 * 720 else "superfast"
+        if preset not in X264_PRESETS:
+            raise InputError(f"unknown x264 preset {preset!r}; expected one of {', '.join(X264_PRESETS)}")
         self.preset, self._crf = preset, int(crf)
         self._on_behind = on_behind
         self._on_error = on_error
@@ -686,7 +684,7 @@ def bench_recorder(
     codec: str = "auto",
     source: str | None = None,
     out_dir: str | None = None,
-    preset: str = "auto",
+    preset: str = "veryfast",
 ) -> dict[str, Any]:
     """Measure the recorder: conversion, encode+mux per frame, top sustained rate, and write() cost when paced.
 
@@ -727,18 +725,22 @@ def bench_recorder(
         for ext in ("mkv", "mp4"):
             encode_ms.clear()
             path = Path(tmp) / f"bench.{ext}"
-            t_start = time.perf_counter()
+            t_start, cpu_start = time.perf_counter(), time.process_time()
             rec = _Timed(path, w, h, fps, codec, preset=preset)
             for i, img in enumerate(imgs):
                 rec.write(img, i / fps)  # as fast as the encoder takes them
             rec.close()
             wall = time.perf_counter() - t_start
+            # CPU time of all threads: what recording costs the machine, robust to other load (unlike wall time).
+            cpu_ms = (time.process_time() - cpu_start) * 1000 / len(imgs)
             st = rec.stats()
             results[ext] = {
                 "codec": rec.codec,
                 "preset": rec.preset if rec.codec == "libx264" else None,
                 "encode_mux_ms_median": round(float(np.median(encode_ms)), 3),
                 "encode_mux_ms_p95": round(float(np.percentile(encode_ms, 95)), 3),
+                "cpu_ms_per_frame": round(cpu_ms, 2),
+                "cpu_cores_at_fps": round(cpu_ms * fps / 1000, 2),
                 "max_sustained_fps": round(len(imgs) / wall, 1),
                 "realtime_factor": round(len(imgs) / wall / fps, 2),
                 "bitrate_kbps": round(st["bytes"] * 8 / 1000 / st["duration_s"], 1),
@@ -789,7 +791,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"])
-    parser.add_argument("--preset", default="auto", help="libx264 preset (default auto: veryfast up to 720p)")
+    parser.add_argument("--preset", default="veryfast", choices=X264_PRESETS, help="libx264 preset")
     parser.add_argument("--source", default=None, help="video or image to encode (default: synthetic scene)")
     parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
