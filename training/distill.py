@@ -1,0 +1,641 @@
+"""Distil a student (one CIN row per style) from one or more teachers into a style pack.
+
+``distill(config)`` trains and writes ``config.out`` as a style pack the live pipeline loads, with
+the run's files beside it::
+
+    OUT/
+      model.safetensors, pack.json, previews/<id>.jpg      # the style pack
+      run/config.json        # the resolved configuration
+      run/metrics.jsonl      # one JSON object per logged step and per evaluation
+      run/checkpoint.pt      # student, EMA, optimiser, schedule, RNG; --resume continues from it
+      run/samples/step_N.jpg # input | teacher | student on held-out frames, at each evaluation
+      run/cache/<key>/       # views and teacher outputs (reused by --resume and identical runs)
+
+Scale (see :mod:`training.data`): the student learns at the live internal resolution
+(``frame_width`` px wide frames, default 320 for a 640×480 camera); the teacher sees each view at
+``teacher_scale``× that (default 2: a 640×480 frame) and its output is area-resized down.
+
+Losses: L1 + Laplacian-pyramid structure against the teacher; temporal consistency on synthetic
+known motion (``S(warp(x)) ≈ warp(S(x))``, which makes students steadier than their teachers);
+optionally a conditional PatchGAN with spectral norm and feature matching through 1×1 adapters
+(PyTorch teachers). AdamW with warm-up and cosine decay; EMA weights are what gets exported.
+
+Under ``torchrun --nproc_per_node=N`` the student is wrapped in DistributedDataParallel (gloo on
+CPU, NCCL on CUDA); rank 0 fills the teacher cache, writes checkpoints, logs and the pack.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from realtime.errors import InputError
+from realtime.student import REGISTRY, StudentNet, build_student
+from realtime.styles import save_pack
+
+from .data import ImageSet, ViewCache, ViewSpec, make_view, to_uint8
+from .evaluate import EvalSet, build_eval_set, image_metrics, speed_metrics, student_outputs, teacher_outputs
+from .losses import (FeatureAdapter, PatchDiscriminator, d_hinge_loss, feature_loss, g_hinge_loss,
+                     laplacian_loss, random_affine, temporal_loss, warp)
+from .teachers import Teacher, TeacherError, load_teacher
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StyleSpec", "DistillConfig", "distill", "parse_style_arg", "DistillError"]
+
+
+class DistillError(InputError):
+    """A distillation setting is invalid or the run cannot continue."""
+
+
+@dataclass
+class StyleSpec:
+    """One style row: which teacher (and teacher options) it learns.
+
+    Attributes:
+        id: style id in the pack (also the preview file name).
+        name: display name.
+        teacher: path of the teacher file (defaults to the run's ``--teacher``).
+        options: :func:`training.teachers.load_teacher` options (``inputs`` for extra ONNX inputs).
+        license: the teacher's licence (copied into the pack).
+        source: where the teacher came from.
+    """
+
+    id: str
+    name: str = ""
+    teacher: str = ""
+    options: dict = field(default_factory=dict)
+    license: str = ""
+    source: str = ""
+
+
+@dataclass
+class DistillConfig:
+    """Everything a run needs; saved resolved to ``run/config.json``."""
+
+    out: str
+    data: list[str]
+    styles: list[StyleSpec]
+    pack_name: str = ""
+    description: str = ""
+    license: str = ""
+    arch: str = "cin-resnet-s"
+    width: int = 16
+    steps: int | None = None
+    minutes: float | None = None
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    ema: float = 0.998
+    frame_width: int = 320
+    view_width: int = 192
+    view_height: int = 144
+    teacher_scale: float = 2.0
+    scale_jitter: float = 0.5
+    noise: float = 0.02
+    color_jitter: float = 0.1
+    cache_views: int = 384
+    initial_views: int = 32
+    teacher_share: float = 0.4  # at most this fraction of the wall time goes to growing the cache
+    w_l1: float = 1.0
+    w_structure: float = 1.0
+    w_temporal: float = 1.0
+    w_adv: float = 0.0
+    w_feature: float = 0.0
+    eval_every: int = 250
+    eval_frames: int = 4
+    eval_clips: int = 2
+    clip_len: int = 6
+    checkpoint_every_s: float = 120.0
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    progress: bool = True
+    cache_dir: str = ""
+
+    def resolved(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["resolution"] = list(self.resolution)
+        return d
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(w, h) the student is meant to run at: a 4:3 frame ``frame_width`` wide."""
+        w = int(round(self.frame_width / 4)) * 4
+        return w, int(round(w * 3 / 4 / 4)) * 4
+
+
+def parse_style_arg(text: str, default_teacher: str = "", base_options: dict | None = None) -> StyleSpec:
+    """Parse ``--style ID[:KEY=VALUE,...]``.
+
+    Keys: ``name``, ``teacher`` (a path), ``license``, ``source``, teacher options (``range``,
+    ``layout``, ``fixed``, ``scale``, ``norm``, ``decoder``, ``key``, ``pad_multiple``) and
+    ``input.NAME`` for an extra ONNX input (``input.style_weights=onehot:7``). A comma followed by
+    text without ``=`` continues the previous value, so ``range=-1,1`` works.
+
+    Raises:
+        DistillError: empty id or an unknown key.
+    """
+    from .teachers import TEACHER_OPTIONS
+
+    sid, _, rest = text.partition(":")
+    sid = sid.strip()
+    if not sid or not all(c.isalnum() or c in "-_." for c in sid):
+        raise DistillError(f"--style {text!r}: expected ID[:KEY=VALUE,...] with an id of letters, digits, - _ .")
+    spec = StyleSpec(id=sid, name=sid.replace("-", " ").replace("_", " ").title(), teacher=default_teacher,
+                     options=copy.deepcopy(base_options or {}))
+    pairs: list[list[str]] = []
+    for tok in rest.split(",") if rest else []:
+        if "=" in tok:
+            pairs.append(tok.split("=", 1))
+        elif pairs:
+            pairs[-1][1] += "," + tok
+        elif tok.strip():
+            raise DistillError(f"--style {text!r}: {tok!r} is not KEY=VALUE")
+    for k, v in pairs:
+        k = k.strip()
+        if k in ("name", "teacher", "license", "source"):
+            setattr(spec, k, v)
+        elif k.startswith("input."):
+            spec.options.setdefault("inputs", {})[k[6:]] = v
+        elif k in TEACHER_OPTIONS and k not in ("inputs", "device"):
+            spec.options[k] = v
+        else:
+            raise DistillError(f"--style {sid}: unknown key {k!r} (use name, teacher, license, source, "
+                               f"input.NAME or one of {', '.join(o for o in TEACHER_OPTIONS if o not in ('inputs', 'device'))})")
+    if not spec.teacher:
+        raise DistillError(f"--style {sid}: no teacher (give --teacher PATH or teacher=PATH)")
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _dist_info() -> tuple[int, int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def _maybe_init_dist(device: torch.device) -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return True
+    return False
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DistillError("--device cuda: CUDA is not available (use --device cpu)")
+        if name == "cuda":
+            name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)
+
+
+def _lr_factor(progress: float, step: int, warmup: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    return warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class _StudentWithFeatures(nn.Module):
+    """Student + optional adapters: returns the output and (when asked) the trunk features adapted."""
+
+    def __init__(self, net: StudentNet, adapters: nn.ModuleList | None):
+        super().__init__()
+        self.net, self.adapters = net, adapters
+
+    def forward(self, x: torch.Tensor, sw: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats: list[torch.Tensor] = []
+        if self.adapters is None:
+            return self.net(x, sw), feats
+        handle = self.net.blocks[-1].register_forward_hook(lambda m, i, o: feats.append(o))
+        try:
+            y = self.net(x, sw)
+        finally:
+            handle.remove()
+        return y, [a(feats[0]) for a in self.adapters]
+
+
+def _grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
+
+
+def _save_jpg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(buf.tobytes())
+        tmp.replace(path)
+
+
+def _load_teachers(cfg: DistillConfig, device: torch.device) -> list[Teacher]:
+    loaded: dict[str, Teacher] = {}
+    out = []
+    for st in cfg.styles:
+        opts = dict(st.options)
+        key = json.dumps([str(Path(st.teacher)), opts], sort_keys=True)
+        if key not in loaded:
+            loaded[key] = load_teacher(st.teacher, **opts, device=str(device))
+        out.append(loaded[key])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+def distill(cfg: DistillConfig) -> Path:
+    """Train a student on ``cfg`` and write the style pack to ``cfg.out``.
+
+    Returns:
+        The pack directory.
+
+    Raises:
+        DistillError / TeacherError / DataError: bad settings, teachers or data (one-line messages).
+    """
+    _validate(cfg)
+    device = _pick_device(cfg.device)
+    own_pg = _maybe_init_dist(device)
+    try:
+        return _run(cfg, device)
+    finally:
+        if own_pg and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _validate(cfg: DistillConfig) -> None:
+    if not cfg.styles:
+        raise DistillError("no styles: give --teacher PATH (and optionally --style ID:...)")
+    ids = [s.id for s in cfg.styles]
+    if len(set(ids)) != len(ids):
+        raise DistillError(f"--style ids must be unique, got {ids}")
+    if cfg.arch not in REGISTRY:
+        raise DistillError(f"--arch {cfg.arch!r}: expected one of {sorted(REGISTRY)}")
+    if cfg.width < 4:
+        raise DistillError(f"--width {cfg.width}: must be at least 4")
+    if (cfg.steps is None) == (cfg.minutes is None):
+        raise DistillError("give exactly one of --steps N or --minutes M")
+    if (cfg.steps is not None and cfg.steps < 1) or (cfg.minutes is not None and cfg.minutes <= 0):
+        raise DistillError("--steps / --minutes must be positive")
+    if cfg.batch < 1 or cfg.crop < 16:
+        raise DistillError(f"--batch must be >= 1 and --crop >= 16 (got {cfg.batch}, {cfg.crop})")
+    if cfg.crop > min(cfg.view_width, cfg.view_height):
+        raise DistillError(f"--crop {cfg.crop} exceeds the view size {cfg.view_width}x{cfg.view_height}")
+    if not 0.25 <= cfg.teacher_scale <= 8:
+        raise DistillError(f"--teacher-scale {cfg.teacher_scale}: expected 0.25..8")
+    if cfg.cache_views < 1 or cfg.initial_views < 1:
+        raise DistillError("--cache-views and the initial view count must be >= 1")
+
+
+def _run(cfg: DistillConfig, device: torch.device) -> Path:
+    rank, world, _ = _dist_info()
+    main = rank == 0
+    out = Path(cfg.out)
+    run_dir = out / "run"
+    ckpt_path = run_dir / "checkpoint.pt"
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume and ckpt_path.exists():
+            raise DistillError(f"--out {out}: holds an earlier run (run/checkpoint.pt); pass --resume to continue "
+                               f"it or choose another --out")
+    _barrier()
+    if cfg.resume and not ckpt_path.exists():
+        log.warning("--resume: no checkpoint in %s; starting a new run", run_dir)
+
+    seed = cfg.seed + 1000 * rank
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+    teachers = _load_teachers(cfg, torch.device("cpu") if device.type == "cpu" else device)
+    for st, t in zip(cfg.styles, teachers):
+        log.info("style %s: teacher %s — %s", st.id, t.name, t.describe)
+    images = ImageSet(cfg.data)
+    train_items, held_items = images.split()
+    log.info("data: %d pictures (%d for training, %d held out)%s", len(images), len(train_items),
+             len(held_items), f"; skipped {len(images.skipped)}" if images.skipped else "")
+
+    spec = ViewSpec(cfg.view_width, cfg.view_height, cfg.frame_width, cfg.teacher_scale, cfg.scale_jitter,
+                    cfg.noise, cfg.color_jitter)
+    cache_key = {"teachers": [[t.sha256, t.options] for t in teachers], "data": [it.label for it in train_items],
+                 "spec": dataclasses.asdict(spec), "seed": cfg.seed, "version": 1}
+    cache = ViewCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", cache_key, cfg.cache_views,
+                      cfg.view_height, cfg.view_width, len(cfg.styles))
+
+    S = len(cfg.styles)
+    net = build_student(cfg.arch, cfg.width, S).to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    adapters = None
+    feat_ok = cfg.w_feature > 0 and all(t.module is not None and t.feature_layer for t in teachers)
+    if cfg.w_feature > 0 and not feat_ok:
+        log.warning("feature matching needs PyTorch teachers with a known trunk layer; turned off")
+    if feat_ok:
+        tch = [_teacher_feature_channels(t) for t in teachers]
+        adapters = nn.ModuleList(FeatureAdapter(4 * cfg.width, c) for c in sorted(set(tch))).to(device)
+        feat_row = [sorted(set(tch)).index(c) for c in tch]
+    model = _StudentWithFeatures(net, adapters)
+    disc = PatchDiscriminator().to(device) if cfg.w_adv > 0 else None
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.99)) if disc else None
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    step, elapsed = 0, 0.0
+    if cfg.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck.get("arch") != [cfg.arch, cfg.width, S]:
+            raise DistillError(f"--resume: checkpoint is {ck.get('arch')}, this run is {[cfg.arch, cfg.width, S]}")
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        if disc is not None and "disc" in ck:
+            disc.load_state_dict(ck["disc"])
+            opt_d.load_state_dict(ck["opt_d"])
+        step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        torch.set_rng_state(ck["rng"])
+        log.info("resumed from %s at step %d (%.1f min)", ckpt_path, step, elapsed / 60)
+
+    ddp = model
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if disc is not None:
+            disc = nn.parallel.DistributedDataParallel(disc, device_ids=[device.index] if device.type == "cuda" else None)
+    disc_plain = disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
+
+    # Evaluation set and the teacher's outputs on it (cached; computed once per teacher).
+    es = build_eval_set(images, held_items, cfg.frame_width, cfg.teacher_scale, cfg.eval_frames,
+                        cfg.eval_clips, cfg.clip_len)
+    t_evals: list[dict] | None = None
+
+    def progress_of(now_elapsed: float) -> float:
+        return step / cfg.steps if cfg.steps else now_elapsed / (cfg.minutes * 60)
+
+    teacher_s = [0.0]  # seconds spent making views in this process
+
+    def fill(target: int) -> None:
+        t0 = time.monotonic()
+        while cache.count < min(target, cache.capacity):
+            x, ts = make_view(images, train_items, spec, cache.count, cfg.seed, teachers)
+            cache.add(x, ts)
+        teacher_s[0] += time.monotonic() - t0
+
+    t_start = time.monotonic() - elapsed
+    if main:
+        (run_dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2, default=str) + "\n")
+        fill(cfg.initial_views)
+    _barrier()
+    cache.reload()
+    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
+    bar = None
+    if main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps if cfg.steps else int(cfg.minutes * 60), initial=step if cfg.steps else int(elapsed),
+                   unit="it" if cfg.steps else "s", dynamic_ncols=True, desc="distill")
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["flag"] = True  # finish the step, checkpoint, then stop
+
+    old_handler = signal.signal(signal.SIGTERM, on_signal) if main and _is_main_thread() else None
+    last_ckpt = time.monotonic()
+    rng = np.random.default_rng([cfg.seed, rank, step])
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank * 31 + step)
+    first_loss = None
+    losses_acc: dict[str, float] = {}
+    n_acc = 0
+    t_log = time.monotonic()
+    interrupted = False
+
+    def save_ckpt() -> None:
+        if not main:
+            return
+        ck = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+              "elapsed": time.monotonic() - t_start, "rng": torch.get_rng_state(), "arch": [cfg.arch, cfg.width, S]}
+        if disc_plain is not None:
+            ck["disc"], ck["opt_d"] = disc_plain.state_dict(), opt_d.state_dict()
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, ckpt_path)
+
+    def evaluate_now(tag: str) -> dict:
+        nonlocal t_evals
+        if t_evals is None:
+            t_evals = [teacher_outputs(t, es, run_dir / "cache",
+                                       t.sha256 + json.dumps(t.options, sort_keys=True, default=str))
+                       for t in teachers]
+        res = {}
+        rows = []
+        for k, st in enumerate(cfg.styles):
+            s_out = student_outputs(ema, k, es)
+            res[st.id] = image_metrics(es, t_evals[k], s_out)
+            rows.append([to_uint8(es.frames[0]), to_uint8(t_evals[k]["frames"][0]), to_uint8(s_out["frames"][0])])
+        _save_jpg(run_dir / "samples" / f"{tag}.jpg", _grid(rows))
+        return res
+
+    try:
+        model.train()
+        while True:
+            now = time.monotonic() - t_start
+            prog = progress_of(now)
+            if prog >= 1.0 or stop["flag"]:
+                break
+            # Grow the teacher cache while training (rank 0): one view at a time, keeping the teacher's
+            # share of the wall time under teacher_share, so a slow teacher never starves the student.
+            if main and cache.count < cache.capacity and teacher_s[0] <= cfg.teacher_share * now:
+                fill(cache.count + 1)
+            if world > 1 and step % 20 == 0:
+                cache.reload()
+            lr_f = _lr_factor(prog, step, cfg.warmup)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_f
+            idx = rng.integers(0, cache.count, cfg.batch)
+            rows = rng.integers(0, S, cfg.batch)
+            x, y = cache.batch(idx, rows, cfg.crop, rng)
+            x, y = x.to(device), y.to(device)
+            sw = F.one_hot(torch.as_tensor(rows), S).float().to(device)
+            theta = random_affine(cfg.batch, generator=gen).to(device)
+            xw, _ = warp(x, theta)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                both, feats = ddp(torch.cat([x, xw]), torch.cat([sw, sw]))  # one pass: DDP needs one forward
+                s, s_w = both[: cfg.batch].float(), both[cfg.batch:].float()
+                parts = {"l1": F.l1_loss(s, y), "structure": laplacian_loss(s, y),
+                         "temporal": temporal_loss(s, s_w, theta)}
+                loss = cfg.w_l1 * parts["l1"] + cfg.w_structure * parts["structure"] + cfg.w_temporal * parts["temporal"]
+                if feat_ok:
+                    with torch.no_grad():
+                        tf = _teacher_features(teachers, rows, x, cfg.teacher_scale)
+                    parts["feature"] = sum(feature_loss(feats[feat_row[r]][i:i + 1], tf[i])
+                                           for i, r in enumerate(rows)) / cfg.batch
+                    loss = loss + cfg.w_feature * parts["feature"]
+                if disc is not None:
+                    for p_ in disc_plain.parameters():
+                        p_.requires_grad_(False)
+                    parts["adv_g"] = g_hinge_loss(disc_plain(x, s))
+                    loss = loss + cfg.w_adv * parts["adv_g"]
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.step(opt)
+            scaler.update()
+            if disc is not None:
+                for p_ in disc_plain.parameters():
+                    p_.requires_grad_(True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = disc(torch.cat([x, x]), torch.cat([y, s.detach()]))
+                    parts["adv_d"] = d_hinge_loss(logits[: cfg.batch], logits[cfg.batch:])
+                opt_d.zero_grad(set_to_none=True)
+                parts["adv_d"].backward()
+                opt_d.step()
+            with torch.no_grad():
+                decay = min(cfg.ema, (1 + step) / (10 + step))
+                for pe, pm in zip(ema.parameters(), net.parameters()):
+                    pe.lerp_(pm.detach(), 1 - decay)
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise DistillError(f"the loss became {lv} at step {step}; lower --lr (now {cfg.lr})")
+            first_loss = lv if first_loss is None else first_loss
+            for k, v in parts.items():
+                losses_acc[k] = losses_acc.get(k, 0.0) + float(v.detach())
+            losses_acc["loss"] = losses_acc.get("loss", 0.0) + lv
+            n_acc += 1
+            if main and step % cfg.log_every == 0:
+                dt = time.monotonic() - t_log
+                rec = {"step": step, "time_s": round(time.monotonic() - t_start, 2), "lr": cfg.lr * lr_f,
+                       "it_per_s": round(n_acc / max(dt, 1e-9), 3), "cache_views": cache.count,
+                       **{k: round(v / n_acc, 6) for k, v in losses_acc.items()}}
+                metrics_f.write(json.dumps(rec) + "\n")
+                metrics_f.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", views=cache.count, refresh=False)
+                losses_acc, n_acc, t_log = {}, 0, time.monotonic()
+            if bar is not None:
+                bar.update(1 if cfg.steps else max(0, int(time.monotonic() - t_start) - bar.n))
+            if main and cfg.eval_every and step % cfg.eval_every == 0:
+                res = evaluate_now(f"step_{step:06d}")
+                metrics_f.write(json.dumps({"step": step, "eval": res}) + "\n")
+                metrics_f.flush()
+            if main and time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
+                save_ckpt()
+                last_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    save_ckpt()
+    if interrupted or stop["flag"]:
+        if metrics_f:
+            metrics_f.close()
+        raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint saved in {ckpt_path}; "
+                                f"run again with --resume to continue")
+    _barrier()
+    if main:
+        res = evaluate_now(f"step_{step:06d}_final")
+        pack = _export(cfg, out, ema, teachers, es, t_evals, res, step, time.monotonic() - t_start)
+        metrics_f.write(json.dumps({"step": step, "final": res, "first_loss": first_loss}) + "\n")
+        metrics_f.close()
+    _barrier()
+    return out
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _teacher_feature_channels(t: Teacher) -> int:
+    mod = dict(t.module.named_modules())[t.feature_layer]
+    convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels
+
+
+def _teacher_features(teachers: list[Teacher], rows, x: torch.Tensor, scale: float) -> list[torch.Tensor]:
+    """Trunk features of each sample's teacher on ``x`` upscaled to the teacher's scale (online; slow)."""
+    out = []
+    for i, r in enumerate(rows):
+        t = teachers[int(r)]
+        feats: list[torch.Tensor] = []
+        mod = dict(t.module.named_modules())[t.feature_layer]
+        h = mod.register_forward_hook(lambda m, a, o: feats.append(o))
+        try:
+            xi = F.interpolate(x[i:i + 1], scale_factor=scale, mode="bilinear", align_corners=False)
+            t(xi)
+        finally:
+            h.remove()
+        out.append(feats[0].to(x.device))
+    return out
+
+
+def _export(cfg: DistillConfig, out: Path, ema: StudentNet, teachers: list[Teacher], es: EvalSet,
+            t_evals: list[dict], res: dict, step: int, seconds: float) -> Path:
+    """Write the style pack: EMA weights, previews, provenance, recipe and full metrics."""
+    speed = speed_metrics(ema, cfg.resolution)
+    styles = []
+    s_first = None
+    for k, (st, t) in enumerate(zip(cfg.styles, teachers)):
+        s_out = student_outputs(ema, k, es)
+        prev = f"previews/{st.id}.jpg"
+        _save_jpg(out / prev, to_uint8(s_out["frames"][0]), quality=88)
+        m = dict(res[st.id])
+        m.update(speed)
+        tm = t.macs(*es.frames_t.shape[-2:])
+        if tm:
+            m["teacher_gmacs_640x480"] = round(tm / 1e9, 2)
+            m["macs_ratio"] = round(tm / 1e9 / max(speed["gmacs_640x480"], 1e-9), 1)
+        m["eval_frames"] = es.labels
+        m["steps"] = step
+        m["train_minutes"] = round(seconds / 60, 2)
+        styles.append({
+            "id": st.id, "name": st.name or st.id, "preview": prev,
+            "teacher": {"name": t.name, "sha256": t.sha256, "options": t.options, "kind": t.kind,
+                        "license": st.license or cfg.license, "source": st.source},
+            "metrics": m,
+            "recipe": {k2: v for k2, v in cfg.resolved().items() if k2 not in ("styles", "out", "resume", "progress")},
+        })
+        s_first = s_first or s_out
+    meta = {"name": cfg.pack_name or out.name, "description": cfg.description or
+            f"Distilled from {', '.join(sorted({t.name for t in teachers}))}",
+            "license": cfg.license or "see each style's teacher licence", "resolution": list(cfg.resolution),
+            "styles": styles, "recipe": cfg.resolved()}
+    export = StudentNet(cfg.arch, cfg.width, len(cfg.styles))
+    export.load_state_dict({k: v.detach().cpu() for k, v in ema.state_dict().items()})
+    save_pack(out, export, meta)
+    return out
