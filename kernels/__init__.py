@@ -9,6 +9,6 @@
   and a one-line reason saying which.
 * :mod:`kernels.bench` — timings and counted bytes moved; :mod:`kernels.check` — ``make kernels-check``.
 
-This package knows nothing about frames sources, styles or Qt; importing it imports neither
+This package knows nothing about frame sources, styles or Qt; importing it imports neither
 Triton nor CuPy (those load on first use).
 """

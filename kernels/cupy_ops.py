@@ -52,16 +52,21 @@ class CupyRunner:
         with cp.cuda.Device(device.index):
             fn = self._function(device.index, launch.kernel)
             stream = cp.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
-            args = []
-            for a in launch.args:
-                if a.kind == "ptr":
-                    # DLPack shares the torch allocation; a null pointer marks an absent input.
-                    args.append(np.uint64(0) if a.value is None else cp.from_dlpack(a.value))
-                elif a.kind == "i32":
-                    args.append(np.int32(a.value))
-                else:
-                    args.append(np.float32(a.value))
-            fn(launch.grid, launch.block, tuple(args), stream=stream)
+            with stream:  # DLPack exchange on torch's own stream: no cross-stream event is needed
+                self._launch(fn, launch, stream)
+
+    def _launch(self, fn, launch: Launch, stream) -> None:
+        cp = self._cp
+        args = []
+        for a in launch.args:
+            if a.kind == "ptr":
+                # DLPack shares the torch allocation; a null pointer marks an absent input.
+                args.append(np.uint64(0) if a.value is None else cp.from_dlpack(a.value))
+            elif a.kind == "i32":
+                args.append(np.int32(a.value))
+            else:
+                args.append(np.float32(a.value))
+        fn(launch.grid, launch.block, tuple(args), stream=stream)
 
 
 _RUNNER: CupyRunner | None = None

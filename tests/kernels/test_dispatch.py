@@ -30,3 +30,13 @@ def test_cpu_tensors_use_the_references():
     assert torch.equal(dispatch.norm_rows(x, gr, br, "relu", None, 1e-5), ref.norm_rows(x, gr, br, "relu", None, 1e-5))
     y, state = dispatch.cond_instance_norm(x, gr, br, None, "leaky", momentum=0.9)
     assert y.shape == x.shape and state[0].shape == (2, 3)
+
+
+def test_cupy_launchers_reject_cpu_tensors():
+    import pytest
+
+    from kernels import cupy_ops
+    from kernels.errors import KernelInputError
+
+    with pytest.raises(KernelInputError, match="frame: the CuPy kernels need CUDA tensors"):
+        cupy_ops.composite(torch.zeros(4, 4, 3, dtype=torch.uint8), torch.zeros(2, 2))
