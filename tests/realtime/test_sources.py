@@ -326,7 +326,7 @@ def test_camera_reconnects_with_exponential_backoff() -> None:
     gaps = np.diff(cam.open_times[1:])
     # Delays 0.02 (before the first retry), 0.04, 0.08, 0.08 (capped), 0.08: each gap at least its delay.
     assert list(gaps >= np.array([0.04, 0.08, 0.08, 0.08]) - 0.005) == [True] * 4, gaps
-    assert gaps.max() < 1.0
+    assert gaps.max() < 2.0
     kinds = [s for s, _ in states]
     assert kinds[0] == "reconnecting" and kinds[-2:] == ["ok", "closed"]
     assert any("attempt 5" in m for _, m in states)
@@ -342,7 +342,7 @@ def test_lost_camera_never_crashes_and_close_is_prompt() -> None:
     time.sleep(0.1)  # back-off has grown past the first attempts
     t0 = time.perf_counter()
     src.close()
-    assert time.perf_counter() - t0 < 1.0, "close must interrupt the back-off sleep"
+    assert time.perf_counter() - t0 < 2.0, "close must interrupt the 5 s back-off sleep"
     assert src.eof
 
 
