@@ -166,7 +166,10 @@ def prepare(frame: Any, out_h: int, out_w: int, dtype: torch.dtype = torch.float
         dtype: torch.float16 or torch.float32.
 
     Returns:
-        RGB in [0, 1] (value / 255), ``[1, 3, out_h, out_w]``.
+        RGB in [0, 1] (value / 255).
+
+    Shape:
+        frame: ``[H, W, 3]`` uint8 BGR; output: ``[1, 3, out_h, out_w]``.
     """
     f = check_frame("frame", frame)
     out_h, out_w = check_size("out_h", out_h), check_size("out_w", out_w)
@@ -204,7 +207,10 @@ def composite(frame: Any, mask: Any, fg: Any = None, bg: Any = None, fg_mode: An
         strength: mix with the original, in [0, 1].
 
     Returns:
-        uint8 BGR ``[H, W, 3]``.
+        uint8 BGR frame.
+
+    Shape:
+        frame, output: ``[H, W, 3]``; mask: ``[h, w]``; fg: ``[1, 3, Hf, Wf]``; bg: ``[1, 3, Hb, Wb]``.
     """
     f = check_frame("frame", frame)
     m_lr = check_mask("mask", mask, f.device)
@@ -264,7 +270,10 @@ def masked_blur(image: Any, mask: Any, sigma: float, threshold: float = 0.5, fea
         out_dtype: torch.float16 or torch.float32.
 
     Returns:
-        float RGB ``[1, 3, H, W]`` — a ``bg`` treatment for :func:`composite`.
+        float RGB image — a ``bg`` treatment for :func:`composite`.
+
+    Shape:
+        image: ``[H, W, 3]`` uint8 or ``[1, 3, H, W]`` float; mask: ``[h, w]``; output: ``[1, 3, H, W]``.
     """
     img = _image_rgb(image)  # [3, H, W] float32
     m_lr = check_mask("mask", mask, img.device)

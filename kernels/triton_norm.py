@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 
 from kernels._checks import check_norm_args
+from kernels.errors import KernelInputError
 from kernels.reference import NormState
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -285,6 +286,9 @@ def cond_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         x, residual, y: ``[N, C, H, W]``; gamma, beta: ``[S, C]``; state tensors ``[N, C]``.
     """
     check_norm_args(x, gamma, beta, style_idx, act, residual, eps, stats_state, momentum)
+    if x.device.type != "cuda" and not INTERPRET:
+        raise KernelInputError(f"x: the Triton kernel needs a CUDA tensor (CPU tensors only under "
+                               f"TRITON_INTERPRET=1), got {x.device}")
     n, c, h, w = x.shape
     hw = h * w
     xv, (sxn, sxc, sxhw) = _layout(x)

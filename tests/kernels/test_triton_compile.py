@@ -66,3 +66,12 @@ def test_gpu_configs_are_autotuned():
     # Under the interpreter the list is one config; compiled, the autotuner picks among several.
     assert not tn.INTERPRET and len(tn._CONFIGS) >= 4
     assert all(c.kwargs["BLOCK"] & (c.kwargs["BLOCK"] - 1) == 0 for c in tn._CONFIGS)
+
+
+def test_compiled_kernel_rejects_cpu_tensors():
+    import torch
+
+    from kernels.errors import KernelInputError
+
+    with pytest.raises(KernelInputError, match="x: the Triton kernel needs a CUDA tensor"):
+        tn.cond_instance_norm(torch.zeros(1, 2, 3, 3), torch.ones(1, 2), torch.zeros(1, 2))
