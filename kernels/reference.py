@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels._checks import (
-    check_frame, check_image, check_mask, check_mode, check_norm_args, check_out_dtype, check_range,
+    as_tensor, check_frame, check_image, check_mask, check_mode, check_norm_args, check_out_dtype, check_range,
     check_size,
 )
 
@@ -292,8 +292,6 @@ def masked_blur(image: Any, mask: Any, sigma: float, threshold: float = 0.5, fea
 
 def _image_rgb(image: Any) -> torch.Tensor:
     """A frame or float image as float32 RGB ``[3, H, W]``."""
-    from kernels._checks import as_tensor
-
     t = as_tensor("image", image)
     if t.dtype == torch.uint8:
         return frame_to_rgb(check_frame("image", t))

@@ -4,20 +4,23 @@ One kernel computes the per-(sample, channel) statistics in float32, normalises,
 per-sample style affine (a row of the bank, or a blend of rows), the activation and the
 residual add, and optionally smooths the statistics over frames. The unfused torch path
 (``instance_norm`` → ``* gamma`` → ``+ beta`` → activation → ``+ residual``) moves the feature
-map through memory ~11 times; this kernel moves it 3–4 times (see :mod:`kernels.bench`).
+map through memory 8–11 times; this kernel moves it 3–4 times (counted in :mod:`kernels.bench`).
 
-Parallelisation: one program per (sample, channel) plane, looping over H×W in ``BLOCK``
-tiles (a plane that fits in one tile is read once, otherwise twice: statistics, then output).
-When there are too few planes to fill the GPU (e.g. batch 1, 32 channels at 1080p) each plane
-is split over ``SPLIT`` programs and a small statistics kernel runs first; the second kernel
-still fuses everything else.
+Parallelisation: one program per (sample, block of ``BLOCK_C`` channels), looping over H×W in
+tiles of ``BLOCK`` elements. NCHW input uses ``BLOCK_C = 1`` (tiles run along the contiguous
+H×W plane); channels_last input uses up to 32 channels per tile (tiles run along the contiguous
+channel axis), so both layouts are read in place with coalesced loads. A plane that fits in one
+tile is read once, otherwise twice (statistics, then output). When there are too few programs
+to fill the GPU (batch 1, 32 channels at 1080p) each plane is split over ``SPLIT`` programs and
+a small statistics kernel runs first; the second kernel still fuses everything else.
 
 Statistics use the shifted-data sums ``Σ(x - K)``, ``Σ(x - K)²`` with ``K`` the plane's first
-element, which avoids the cancellation of the naive sum of squares when the mean is large
-compared with the spread, and lets split partial sums combine by plain addition.
+element: no cancellation of the naive sum of squares when the mean is large compared with the
+spread, and split partial sums combine by plain addition.
 
-Import this module only after deciding on ``TRITON_INTERPRET`` (the interpreter reads it at
-import); :mod:`kernels.dispatch` does that.
+``TRITON_INTERPRET=1`` (CPU tensors, for tests) must be set before triton is first imported:
+Triton decides between compiling and interpreting when its standard library and these kernels
+are decorated. ``tests/kernels`` therefore runs the interpreter tests in a child process.
 """
 
 from __future__ import annotations
