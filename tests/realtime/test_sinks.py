@@ -318,6 +318,30 @@ def test_killed_recording_still_decodes(tmp_path: Path, ext: str) -> None:
     assert len(pts) >= 60, f"only {len(pts)} frames survived the crash"
 
 
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_unfinished_file_lags_at_most_about_a_second(tmp_path: Path, ext: str) -> None:
+    """What a crash can lose: one cluster/fragment (1 s) plus the encoder's lookahead, at any moment."""
+    path, snap = tmp_path / f"live.{ext}", tmp_path / f"snap.{ext}"
+    rec = Recorder(path, W, H, FPS)
+    worst = 0
+    try:
+        for n in range(40, 161, 10):
+            while rec.frames_in < n:
+                rec.write(moving(rec.frames_in), rec.frames_in / FPS)
+            while rec.frames_written < n:
+                time.sleep(0.005)
+            time.sleep(0.02)
+            snap.write_bytes(path.read_bytes())  # what is on disk if the process died now
+            try:
+                on_disk = len(decode(snap)[0])
+            except av.FFmpegError:  # not even a first cluster yet
+                on_disk = 0
+            worst = max(worst, n - on_disk)
+    finally:
+        rec.close()
+    assert worst <= FPS + 15, f"up to {worst} frames ({worst / FPS:.1f} s) were not yet on disk"
+
+
 def test_uncaught_exception_still_finalizes(tmp_path: Path) -> None:
     path = tmp_path / "raised.mkv"
     proc = _child(tmp_path, path, "raise")
