@@ -4,7 +4,7 @@
 for room (back-pressure) and says so through :attr:`Recorder.behind`, ``stalls`` and ``blocked_ms``: a recorded
 frame is never dropped silently. The container is chosen so that a killed process still leaves a playable file:
 Matroska (``.mkv``, the default) or fragmented MP4 (``.mp4``/``.mov``), with a keyframe and a flushed
-cluster/fragment every second.
+cluster/fragment every second, so a crash loses at most the last ~1.5 s (one cluster plus the encoder's lookahead).
 
 Frames are uint8 BGR ``(H, W, 3)``, as produced by :mod:`realtime.sources` and the pipeline.
 """
