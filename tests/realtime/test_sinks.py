@@ -221,24 +221,31 @@ def test_backpressure_blocks_instead_of_dropping(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- disk full
 class FullDisk(OutputFile):
-    """A file on a disk that fills up after ``limit`` bytes (partial write, then ENOSPC, like the kernel)."""
+    """A file on a disk that fails after ``limit`` bytes (partial write, then ``error``, like the kernel)."""
 
     limit = 0
+    error = errno.ENOSPC
 
     def write(self, data: bytes | memoryview) -> int:
         room = self.limit - self.bytes_written
         if len(data) > room:
             if room > 0:
                 super().write(memoryview(data)[:room])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(self.error, os.strerror(self.error))
         return super().write(data)
 
 
-@pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_disk_full_stops_with_message_and_keeps_what_was_written(tmp_path: Path, ext: str) -> None:
+@pytest.mark.parametrize(
+    "ext, err, why", [("mkv", errno.ENOSPC, "disk is full"), ("mp4", errno.ENOSPC, "disk is full"),
+                      ("mkv", errno.EIO, "write failed: Input/output error")]
+)
+def test_write_error_stops_with_message_and_keeps_what_was_written(
+    tmp_path: Path, ext: str, err: int, why: str
+) -> None:
     n = 150  # 5 s, five clusters/fragments
     full_size = record(tmp_path / f"full.{ext}", n).bytes_written
     FullDisk.limit = int(full_size * 0.6)
+    FullDisk.error = err
     path = tmp_path / f"partial.{ext}"
     errors: list[str] = []
     rec = Recorder(path, W, H, FPS, opener=FullDisk, on_error=errors.append)
@@ -256,9 +263,9 @@ def test_disk_full_stops_with_message_and_keeps_what_was_written(tmp_path: Path,
     rec.close()  # still safe, and does not raise a second time
     assert len(raised) == 1, "the error is raised once, from write or close"
     msg = str(raised[0])
-    assert "disk is full" in msg and str(path) in msg and "\n" not in msg
+    assert why in msg and str(path) in msg and "\n" not in msg
     assert rec.error == msg and errors == [msg]
-    with pytest.raises(DeviceError, match="disk is full"):
+    with pytest.raises(DeviceError, match=why):
         rec.write(moving(0), 99.0)  # no silent success after the failure
     assert path.stat().st_size <= FullDisk.limit
     pts, _, size = decode(path)
@@ -375,6 +382,18 @@ def test_snapshot_to_path_and_errors(tmp_path: Path) -> None:
         save_snapshot(frame.astype(np.float32), tmp_path / "f.png")
     with pytest.raises(InputError, match="cannot write"):
         save_snapshot(frame, _unwritable_dir(tmp_path) / "s.png")
+
+
+def test_snapshot_disk_full_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import realtime.sinks as sinks
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sinks.os, "fsync", full)
+    with pytest.raises(DeviceError, match="disk is full"):
+        save_snapshot(moving(0), tmp_path / "shot.png")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_snapshot_writer_background(tmp_path: Path) -> None:
