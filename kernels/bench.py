@@ -47,7 +47,7 @@ from kernels import reference as ref
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 TARGETS = {"norm": 2.5, "composite": 3.0}
-FUSED_MAX_TILE = 8192  # largest Triton tile (elements): planes up to this size are read once
+FUSED_MAX_TILE = 16384  # = kernels.triton_norm.MAX_TILE (checked by a test): planes that fit are read once
 MASK_HW = (256, 256)
 
 
@@ -140,10 +140,12 @@ def unfused_norm_bytes(layers: list[dict], channels_last: bool = False) -> int:
     return total
 
 
-def fused_norm_bytes(layer: dict, elem: int = 2) -> int:
+def fused_norm_bytes(layer: dict, elem: int = 2, channels_last: bool = False) -> int:
+    """Bytes the fused kernel moves for one layer: x once or twice, y once, residual once, rows."""
     n, c, h, w = layer["shape"]
     t = n * c * h * w * elem
-    reads_x = 1 if h * w <= FUSED_MAX_TILE else 2
+    block_c = min(1 << (c - 1).bit_length(), 32) if channels_last and c > 1 else 1
+    reads_x = 1 if h * w <= FUSED_MAX_TILE // block_c else 2
     return reads_x * t + t + (t if layer["residual"] else 0) + 2 * n * c * elem
 
 
@@ -188,8 +190,9 @@ def analytic(h: int = 1080, w: int = 1920) -> dict:
                       for L in layers]}}
     # The cuda engine runs channels_last; instance_norm then first copies x to NCHW.
     unfused_cl = unfused_norm_bytes(layers, channels_last=True)
-    out["norm_channels_last"] = {"unfused_bytes": unfused_cl, "fused_bytes": fused,
-                                 "ratio": round(unfused_cl / fused, 3), "layout": "channels_last"}
+    fused_cl = sum(fused_norm_bytes(L, channels_last=True) for L in layers)
+    out["norm_channels_last"] = {"unfused_bytes": unfused_cl, "fused_bytes": fused_cl,
+                                 "ratio": round(unfused_cl / fused_cl, 3), "layout": "channels_last"}
     for key, full in (("composite", False), ("composite_fullres_fp32", True)):
         sc = composite_scenario(h, w, full)
         frame, mask, fg, bg = _composite_inputs(sc, meta)
@@ -256,8 +259,8 @@ def time_size(h: int, w: int, device: torch.device, providers: list[str], warmup
     """Time every provider's norm layers, prepare, masked blur and composite for one frame size."""
     res: dict[str, Any] = {}
     layers = norm_layers(h, w)
-    fus_b = sum(fused_norm_bytes(L) for L in layers)
     for key, cl in (("norm", False), ("norm_channels_last", True)):
+        fus_b = sum(fused_norm_bytes(L, channels_last=cl) for L in layers)
         torch.manual_seed(0)
         inputs = [_norm_inputs(L, device, make=torch.randn, channels_last=cl) for L in layers]
         norm: dict[str, Any] = {"layers": len(layers)}

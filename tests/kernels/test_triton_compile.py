@@ -42,6 +42,9 @@ FUSED = {
     "sm80-bf16-blend-onetile": (80, "bf16", dict(
         SEL_MODE=2, ACT=1, HAS_RES=True, HAS_STATE_IN=False, WRITE_STATE=True, SPLIT_P2=1, ONE_TILE=True,
         BLOCK=1024, BLOCK_C=1, SPLIT=1, CHUNK=1)),
+    "sm90-fp32-largest-tile-once": (90, "fp32", dict(
+        SEL_MODE=0, ACT=1, HAS_RES=True, HAS_STATE_IN=False, WRITE_STATE=False, SPLIT_P2=1, ONE_TILE=True,
+        BLOCK=16384, BLOCK_C=1, SPLIT=1, stride_xhw=1, stride_yhw=1, stride_rhw=1)),
     "sm90-fp32-1x1-planes": (90, "fp32", dict(
         SEL_MODE=1, ACT=0, HAS_RES=False, HAS_STATE_IN=True, WRITE_STATE=True, SPLIT_P2=1, ONE_TILE=True,
         BLOCK=512, BLOCK_C=1, SPLIT=1, HW=1, C=1, S=1, CHUNK=1)),
@@ -51,7 +54,7 @@ FUSED = {
 @pytest.mark.parametrize("case", list(FUSED), ids=list(FUSED))
 def test_fused_kernel_compiles(case):
     arch, dtype, const = FUSED[case]
-    compiled = _compile(tn._cin_fused_kernel, arch, dtype, const, num_warps=8 if const["BLOCK"] >= 2048 else 4)
+    compiled = _compile(tn._cin_fused_kernel, arch, dtype, const, num_warps=16 if const["BLOCK"] >= 8192 else (8 if const["BLOCK"] >= 2048 else 4))
     assert compiled.asm["cubin"][:4] == b"\x7fELF"
     assert "_cin_fused_kernel" in compiled.asm["ptx"]
 
@@ -75,3 +78,16 @@ def test_compiled_kernel_rejects_cpu_tensors():
 
     with pytest.raises(KernelInputError, match="x: the Triton kernel needs a CUDA tensor"):
         tn.cond_instance_norm(torch.zeros(1, 2, 3, 3), torch.ones(1, 2), torch.zeros(1, 2))
+
+
+def test_bench_model_uses_the_largest_tile():
+    from kernels import bench
+
+    assert bench.FUSED_MAX_TILE == tn.MAX_TILE
+
+
+def test_one_tile_planes_only_time_one_tile_configs():
+    fits = tn._one_tile_configs(tn._CONFIGS, {"SPLIT": 1, "HW": 3000}, BLOCK_C=1)
+    assert fits and all(c.kwargs["BLOCK"] >= 3000 for c in fits)
+    assert tn._one_tile_configs(tn._CONFIGS, {"SPLIT": 1, "HW": 10**6}, BLOCK_C=1) == tn._CONFIGS
+    assert tn._one_tile_configs(tn._CONFIGS, {"SPLIT": 4, "HW": 100}, BLOCK_C=1) == tn._CONFIGS
