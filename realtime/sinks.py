@@ -166,6 +166,12 @@ class Recorder:
         on_error: ``on_error(message)`` from the encoder thread when recording stops on an error.
         opener: opens the output for writing (default :class:`OutputFile`); tests inject failing files.
 
+    Attributes:
+        path: the output file. codec: the encoder in use. preset: the libx264 preset.
+        frames_in: frames accepted by :meth:`write`. frames_written: frames encoded and muxed.
+        stalls: writes that had to wait for the encoder. blocked_ms: total time writes waited.
+        behind: True while the encoder holds writes back (also reported through ``on_behind``).
+
     Raises:
         InputError: the directory is not writable, the extension is not supported, the size or rate is invalid.
         DeviceError: the requested encoder is not available.
@@ -397,6 +403,7 @@ class Recorder:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
         return self._closed
 
     @property
