@@ -40,3 +40,97 @@ def test_cupy_launchers_reject_cpu_tensors():
 
     with pytest.raises(KernelInputError, match="frame: the CuPy kernels need CUDA tensors"):
         cupy_ops.composite(torch.zeros(4, 4, 3, dtype=torch.uint8), torch.zeros(2, 2))
+
+
+def _fake_cuda(monkeypatch, triton_ok: bool, cupy_ok: bool) -> None:
+    """Pretend CUDA is present and the provider self-checks pass or fail."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
+
+    def fail(msg):
+        def f():
+            raise RuntimeError(msg)
+        return f
+
+    monkeypatch.setattr(dispatch, "_self_check_triton", (lambda: None) if triton_ok else fail("no sm_75 support"))
+    monkeypatch.setattr(dispatch, "_self_check_cupy", (lambda: None) if cupy_ok else fail("nvrtc missing\nmore"))
+    dispatch.providers.cache_clear()
+
+
+def test_status_reasons_name_what_runs(monkeypatch):
+    try:
+        _fake_cuda(monkeypatch, True, True)
+        assert dispatch.gpu_status() == (True, "cuda: triton norm + cupy compositing (Test GPU)")
+        assert dispatch.student_norm_impl() is dispatch.norm_rows
+        _fake_cuda(monkeypatch, False, True)
+        ok, reason = dispatch.gpu_status()
+        assert not ok and reason == ("cuda (Test GPU): reference norm + cupy compositing; "
+                                     "triton failed (RuntimeError: no sm_75 support)")
+        assert dispatch.student_norm_impl() is None
+        _fake_cuda(monkeypatch, True, False)
+        ok, reason = dispatch.gpu_status()
+        assert not ok and reason.endswith("cupy failed (RuntimeError: nvrtc missing)")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        dispatch.providers.cache_clear()
+        assert dispatch.gpu_status()[1].startswith("reference ops: TRITON_INTERPRET=1")
+    finally:
+        dispatch.providers.cache_clear()
+
+
+def test_cupy_runner_passes_tensors_by_dlpack_on_torchs_stream(monkeypatch):
+    import types
+
+    import numpy as np
+
+    from kernels import composite_ops, cupy_ops
+
+    calls = {}
+
+    class FakeStream:
+        def __init__(self, ptr, dev):
+            calls["stream"] = (ptr, dev)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    class FakeDevice:
+        def __init__(self, i):
+            calls["device"] = i
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    class FakeModule:
+        def __init__(self, code, backend, options):
+            calls["options"] = options
+
+        def get_function(self, name):
+            def launch(grid, block, args, stream):
+                calls["launch"] = (name, grid, block, args, stream)
+            return launch
+
+    fake = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(Device=FakeDevice, ExternalStream=FakeStream),
+        RawModule=FakeModule, from_dlpack=lambda t: ("dlpack", t))
+    runner = cupy_ops.CupyRunner.__new__(cupy_ops.CupyRunner)
+    runner._cp, runner._modules = fake, {}
+    t = torch.zeros(2)
+    t_cuda = types.SimpleNamespace(device=torch.device("cuda", 0))  # stands in for a CUDA tensor
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda dev: types.SimpleNamespace(cuda_stream=1234))
+    launch = composite_ops.Launch("composite", (3, 2, 1), (32, 8, 1),
+                                  [composite_ops.Arg("ptr", t_cuda), composite_ops.Arg("ptr", None),
+                                   composite_ops.Arg("i32", 7), composite_ops.Arg("f32", 0.25)], keep=[t])
+    runner(launch)
+    name, grid, block, args, stream = calls["launch"]
+    assert (name, grid, block) == ("composite", (3, 2, 1), (32, 8, 1))
+    assert args[0] == ("dlpack", t_cuda) and args[1] == 0 and args[1].dtype == np.uint64
+    assert args[2].dtype == np.int32 and args[3].dtype == np.float32 and args[3] == np.float32(0.25)
+    assert calls["stream"] == (1234, 0) and isinstance(stream, FakeStream)
+    assert any(o.startswith("-DBLOCK_X=") for o in calls["options"])

@@ -151,3 +151,23 @@ def test_bad_input_rejected_before_launch():
         tn.cond_instance_norm(torch.zeros(1, 3, 4, 4), g, b, torch.tensor([2]))
     with pytest.raises(KernelInputError, match="gamma: expected shape"):
         tn.cond_instance_norm(torch.zeros(1, 4, 4, 4), g, b, torch.tensor([0]))
+
+
+def test_student_forward_with_the_fused_norm():
+    # End to end through realtime.student.set_norm_impl: every CIN layer runs the Triton kernel.
+    from realtime.student import build_student, set_norm_impl, style_weights
+
+    net = build_student("cin-resnet-xs", width=4, num_styles=3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.2)  # non-trivial style rows and head
+        x = torch.rand(1, 3, 18, 22)
+        w = style_weights([0.2, 0.0, 0.8], 3)
+        want = net(x, w)
+        set_norm_impl(tn.norm_rows)
+        try:
+            got = net(x, w)
+        finally:
+            set_norm_impl(None)
+    assert_close(got, want, 1e-4, 1e-4, name="student output")
+    assert (want - x).abs().max() > 1e-3  # the style changes the image: the comparison can fail
