@@ -171,3 +171,17 @@ def test_student_forward_with_the_fused_norm():
             set_norm_impl(None)
     assert_close(got, want, 1e-4, 1e-4, name="student output")
     assert (want - x).abs().max() > 1e-3  # the style changes the image: the comparison can fail
+
+
+def test_bench_timing_path_with_every_provider(monkeypatch):
+    # The GPU benchmark code, run on the CPU: Triton interpreted, the CuPy ops on the emulated .cu.
+    from kernels import bench, cupy_ops
+    from kernels.emu import EmuRunner
+
+    monkeypatch.setattr(cupy_ops, "runner", EmuRunner.build)
+    layers = bench.norm_layers
+    monkeypatch.setattr(bench, "norm_layers", lambda h, w: layers(h, w)[2:4])  # one relu, one residual layer
+    res = bench.time_size(8, 12, torch.device("cpu"), ["reference", "triton", "cupy"], warmup=0, reps=1)
+    for op in ("norm", "norm_channels_last", "composite", "prepare", "masked_blur"):
+        assert "speedup" in res[op] and res[op]["reference"]["median_ms"] > 0, op
+    assert res["norm"]["triton"]["bytes"] > 0 and "GB_per_s" in res["norm"]["triton"] and res["kernels_frame_ms"] > 0
