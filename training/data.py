@@ -324,7 +324,8 @@ class ViewCache:
     Files: ``inputs.npy`` ``[cap, 3, h, w]`` uint8, ``targets_<k>.npy`` per style row, ``state.json``.
     """
 
-    def __init__(self, root: Path, key: dict, capacity: int, height: int, width: int, num_styles: int):
+    def __init__(self, root: Path, key: dict, capacity: int, height: int, width: int, num_styles: int,
+                 feature_channels: Sequence[int] | None = None):
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.dir = Path(root) / digest
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -333,33 +334,39 @@ class ViewCache:
         shape = (capacity, 3, height, width)
         self.inputs = self._open("inputs.npy", shape)
         self.targets = [self._open(f"targets_{k}.npy", shape) for k in range(num_styles)]
+        # Teacher trunk features on the student's 1/4 grid (float16), for feature matching.
+        self.features = [self._open(f"features_{k}.npy", (capacity, c, height // 4, width // 4), np.float16)
+                         for k, c in enumerate(feature_channels or [])]
         st = self.dir / "state.json"
         self.count = int(json.loads(st.read_text())["count"]) if st.exists() else 0
         self.count = min(self.count, capacity)
 
-    def _open(self, name: str, shape: tuple) -> np.memmap:
+    def _open(self, name: str, shape: tuple, dtype=np.uint8) -> np.memmap:
         p = self.dir / name
         if p.exists():
             try:
                 arr = np.load(p, mmap_mode="r+")
-                if arr.shape == shape and arr.dtype == np.uint8:
+                if arr.shape == shape and arr.dtype == dtype:
                     return arr
             except (ValueError, OSError):
                 pass
             (self.dir / "state.json").unlink(missing_ok=True)  # a size change invalidates the fill
-        return np.lib.format.open_memmap(p, mode="w+", dtype=np.uint8, shape=shape)
+        return np.lib.format.open_memmap(p, mode="w+", dtype=dtype, shape=shape)
 
-    def add(self, x: torch.Tensor, targets: Sequence[torch.Tensor]) -> None:
-        """Append one view and its per-style targets (``[1, 3, h, w]`` in [0, 1] each)."""
+    def add(self, x: torch.Tensor, targets: Sequence[torch.Tensor],
+            features: Sequence[torch.Tensor] | None = None) -> None:
+        """Append one view, its per-style targets (``[1, 3, h, w]`` in [0, 1]) and features (``[1, C, h/4, w/4]``)."""
         i = self.count
         if i >= self.capacity:
             return
         self.inputs[i] = to_uint8(x).transpose(2, 0, 1)
         for k, t in enumerate(targets):
             self.targets[k][i] = to_uint8(t).transpose(2, 0, 1)
-        self.inputs.flush()
-        for t in self.targets:
-            t.flush()
+        for k, f in enumerate(features or []):
+            if k < len(self.features):
+                self.features[k][i] = f[0].cpu().numpy().astype(np.float16)
+        for arr in (self.inputs, *self.targets, *self.features):
+            arr.flush()
         self.count = i + 1
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps({"count": self.count}))
@@ -371,32 +378,57 @@ class ViewCache:
         self.count = int(json.loads(st.read_text())["count"]) if st.exists() else 0
 
     def batch(self, idx: np.ndarray, style: np.ndarray, crop: int, rng: np.random.Generator
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
         """Random ``crop×crop`` patches of views ``idx`` and their targets for style rows ``style``.
 
+        Offsets are multiples of 4 so cached features stay aligned with the student's 1/4 grid.
+
         Shape:
-            returns ``x, y``: ``[B, 3, crop, crop]`` float in [0, 1].
+            returns ``x, y``: ``[B, 3, crop, crop]`` float in [0, 1], and (when features are cached)
+            one ``[C, crop/4, crop/4]`` teacher feature map per sample, else ``None``.
         """
-        ch, cw = min(crop, self.h), min(crop, self.w)
-        xs, ys = [], []
+        ch, cw = min(crop, self.h) // 4 * 4, min(crop, self.w) // 4 * 4
+        xs, ys, fs = [], [], []
         for i, s in zip(idx, style):
-            y0, x0 = int(rng.integers(0, self.h - ch + 1)), int(rng.integers(0, self.w - cw + 1))
+            y0 = int(rng.integers(0, (self.h - ch) // 4 + 1)) * 4
+            x0 = int(rng.integers(0, (self.w - cw) // 4 + 1)) * 4
             xs.append(np.asarray(self.inputs[i, :, y0:y0 + ch, x0:x0 + cw]))
             ys.append(np.asarray(self.targets[s][i, :, y0:y0 + ch, x0:x0 + cw]))
+            if self.features:
+                f = self.features[s][i, :, y0 // 4:(y0 + ch) // 4, x0 // 4:(x0 + cw) // 4]
+                fs.append(torch.from_numpy(np.asarray(f, dtype=np.float32)))
         x = torch.from_numpy(np.stack(xs)).float().div_(255.0)
         y = torch.from_numpy(np.stack(ys)).float().div_(255.0)
-        return x, y
+        return x, y, (fs if self.features else None)
 
 
 def make_view(images: ImageSet, items: Sequence[Item], spec: ViewSpec, index: int, seed: int,
-              teachers: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+              teachers: Sequence[Callable[[torch.Tensor], torch.Tensor]], with_features: bool = False
+              ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """View number ``index`` (deterministic in ``seed``) and each teacher's output, at the student's scale.
 
+    With ``with_features``, each teacher's trunk features (``teacher.module``'s ``feature_layer``)
+    are captured too, average-pooled onto the student's 1/4 grid.
+
     Shape:
-        returns ``x [1, 3, height, width]`` and one ``[1, 3, height, width]`` target per teacher.
+        returns ``x [1, 3, height, width]``, one ``[1, 3, height, width]`` target per teacher and
+        (with features) one ``[1, C, height/4, width/4]`` map per teacher.
     """
     rng = np.random.default_rng([seed, index])
     item = items[int(rng.integers(0, len(items)))]
     xt = sample_view(images.load(item), spec, rng)  # teacher scale
     size = (spec.height, spec.width)
-    return downscale(xt, size), [downscale(t(xt), size) for t in teachers]
+    targets, feats = [], []
+    for t in teachers:
+        if not with_features:
+            targets.append(downscale(t(xt), size))
+            continue
+        got: list[torch.Tensor] = []
+        layer = dict(t.module.named_modules())[t.feature_layer]
+        h = layer.register_forward_hook(lambda m, a, o: got.append(o.detach()))
+        try:
+            targets.append(downscale(t(xt), size))
+        finally:
+            h.remove()
+        feats.append(F.adaptive_avg_pool2d(got[0].float().cpu(), (spec.height // 4, spec.width // 4)))
+    return downscale(xt, size), targets, feats

@@ -227,7 +227,10 @@ def _lr_factor(progress: float, step: int, warmup: int) -> float:
 
 
 class _StudentWithFeatures(nn.Module):
-    """Student + optional adapters: returns the output and (when asked) the trunk features adapted."""
+    """Student + optional adapters: returns the output and the trunk features through each adapter.
+
+    The adapters live in this module so DistributedDataParallel sees every trained parameter.
+    """
 
     def __init__(self, net: StudentNet, adapters: nn.ModuleList | None):
         super().__init__()
@@ -309,6 +312,8 @@ def _validate(cfg: DistillConfig) -> None:
         raise DistillError("--steps / --minutes must be positive")
     if cfg.batch < 1 or cfg.crop < 16:
         raise DistillError(f"--batch must be >= 1 and --crop >= 16 (got {cfg.batch}, {cfg.crop})")
+    if cfg.view_width % 4 or cfg.view_height % 4 or cfg.crop % 4:
+        raise DistillError(f"--view {cfg.view_width}x{cfg.view_height} and --crop {cfg.crop} must be multiples of 4")
     if cfg.crop > min(cfg.view_width, cfg.view_height):
         raise DistillError(f"--crop {cfg.crop} exceeds the view size {cfg.view_width}x{cfg.view_height}")
     if not 0.25 <= cfg.teacher_scale <= 8:
@@ -349,20 +354,20 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
                     cfg.noise, cfg.color_jitter)
     cache_key = {"teachers": [[t.sha256, t.options] for t in teachers], "data": [it.label for it in train_items],
                  "spec": dataclasses.asdict(spec), "seed": cfg.seed, "version": 1}
-    cache = ViewCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", cache_key, cfg.cache_views,
-                      cfg.view_height, cfg.view_width, len(cfg.styles))
-
     S = len(cfg.styles)
-    net = build_student(cfg.arch, cfg.width, S).to(device)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    adapters = None
     feat_ok = cfg.w_feature > 0 and all(t.module is not None and t.feature_layer for t in teachers)
     if cfg.w_feature > 0 and not feat_ok:
-        log.warning("feature matching needs PyTorch teachers with a known trunk layer; turned off")
+        log.warning("feature matching needs PyTorch teachers with a known trunk layer (CycleGAN); turned off")
+    feat_ch = [_teacher_feature_channels(t) for t in teachers] if feat_ok else None
     if feat_ok:
-        tch = [_teacher_feature_channels(t) for t in teachers]
-        adapters = nn.ModuleList(FeatureAdapter(4 * cfg.width, c) for c in sorted(set(tch))).to(device)
-        feat_row = [sorted(set(tch)).index(c) for c in tch]
+        cache_key["features"] = [t.feature_layer for t in teachers]
+    cache = ViewCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", cache_key, cfg.cache_views,
+                      cfg.view_height, cfg.view_width, S, feat_ch)
+
+    net = build_student(cfg.arch, cfg.width, S).to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    # One 1x1 adapter per style row, from the student's trunk (4·width channels, 1/4 scale) to its teacher's.
+    adapters = nn.ModuleList(FeatureAdapter(4 * cfg.width, c) for c in feat_ch).to(device) if feat_ok else None
     model = _StudentWithFeatures(net, adapters)
     disc = PatchDiscriminator().to(device) if cfg.w_adv > 0 else None
     params = list(model.parameters())
@@ -406,8 +411,8 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     def fill(target: int) -> None:
         t0 = time.monotonic()
         while cache.count < min(target, cache.capacity):
-            x, ts = make_view(images, train_items, spec, cache.count, cfg.seed, teachers)
-            cache.add(x, ts)
+            x, ts, fs = make_view(images, train_items, spec, cache.count, cfg.seed, teachers, feat_ok)
+            cache.add(x, ts, fs)
         teacher_s[0] += time.monotonic() - t0
 
     t_start = time.monotonic() - elapsed
@@ -483,7 +488,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
                 g["lr"] = cfg.lr * lr_f
             idx = rng.integers(0, cache.count, cfg.batch)
             rows = rng.integers(0, S, cfg.batch)
-            x, y = cache.batch(idx, rows, cfg.crop, rng)
+            x, y, tf = cache.batch(idx, rows, cfg.crop, rng)
             x, y = x.to(device), y.to(device)
             sw = F.one_hot(torch.as_tensor(rows), S).float().to(device)
             theta = random_affine(cfg.batch, generator=gen).to(device)
@@ -495,9 +500,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
                          "temporal": temporal_loss(s, s_w, theta)}
                 loss = cfg.w_l1 * parts["l1"] + cfg.w_structure * parts["structure"] + cfg.w_temporal * parts["temporal"]
                 if feat_ok:
-                    with torch.no_grad():
-                        tf = _teacher_features(teachers, rows, x, cfg.teacher_scale)
-                    parts["feature"] = sum(feature_loss(feats[feat_row[r]][i:i + 1], tf[i])
+                    parts["feature"] = sum(feature_loss(feats[int(r)][i:i + 1].float(), tf[i][None].to(device))
                                            for i, r in enumerate(rows)) / cfg.batch
                     loss = loss + cfg.w_feature * parts["feature"]
                 if disc is not None:
@@ -585,23 +588,6 @@ def _teacher_feature_channels(t: Teacher) -> int:
     mod = dict(t.module.named_modules())[t.feature_layer]
     convs = [m for m in mod.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1].out_channels
-
-
-def _teacher_features(teachers: list[Teacher], rows, x: torch.Tensor, scale: float) -> list[torch.Tensor]:
-    """Trunk features of each sample's teacher on ``x`` upscaled to the teacher's scale (online; slow)."""
-    out = []
-    for i, r in enumerate(rows):
-        t = teachers[int(r)]
-        feats: list[torch.Tensor] = []
-        mod = dict(t.module.named_modules())[t.feature_layer]
-        h = mod.register_forward_hook(lambda m, a, o: feats.append(o))
-        try:
-            xi = F.interpolate(x[i:i + 1], scale_factor=scale, mode="bilinear", align_corners=False)
-            t(xi)
-        finally:
-            h.remove()
-        out.append(feats[0].to(x.device))
-    return out
 
 
 def _export(cfg: DistillConfig, out: Path, ema: StudentNet, teachers: list[Teacher], es: EvalSet,

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from realtime.errors import InputError, StylecamError
+from realtime.student import REGISTRY
 
 
 def _teacher_options(args: argparse.Namespace, include_scale: bool = False) -> dict:
@@ -132,9 +133,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         teachers: object = load_teacher(args.teacher, **opts)
     else:  # each style's own teacher, as recorded in pack.json, if the file is still where it was
         teachers = {}
+        rec = (pack.meta.get("recipe") or {}).get("styles") or []
         for sm in pack.meta["styles"]:
-            rec = (sm.get("recipe") or {}).get("styles") or []
-            src = next((r for r in rec if r.get("id") == sm["id"]), None)
+            src = next((r for r in rec if isinstance(r, dict) and r.get("id") == sm["id"]), None)
             if not src:
                 raise InputError(f"evaluate: pack {args.pack} does not record style {sm['id']}'s teacher path; "
                                  f"give --teacher PATH")
@@ -195,7 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", help="pack licence (default: the teachers')")
     p.add_argument("--teacher-license", metavar="TEXT", help="the teacher's licence, recorded in the pack")
     p.add_argument("--teacher-source", metavar="TEXT", help="where the teacher came from, recorded in the pack")
-    p.add_argument("--arch", default="cin-resnet-s", help="student architecture (default cin-resnet-s)")
+    p.add_argument("--arch", default="cin-resnet-s", choices=sorted(REGISTRY),
+                   help="student architecture (default cin-resnet-s, the live default)")
     p.add_argument("--width", type=int, default=16, help="student width (default 16)")
     lim = p.add_mutually_exclusive_group()
     lim.add_argument("--minutes", type=float, help="train for this long, teacher time included (default 30)")

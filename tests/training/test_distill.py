@@ -179,3 +179,32 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, grade_teacher):
     assert "unknown key 'colour'" in capsys.readouterr().err
     assert cli(["export-onnx", str(tmp_path / "nopack"), "-o", str(tmp_path / "x.onnx")]) == 2
     assert "style pack" in capsys.readouterr().err
+
+
+def test_evaluate_cli_rewrites_metrics(distilled, grade_teacher, capsys, tmp_path):
+    import shutil
+
+    pack = tmp_path / "copy"
+    shutil.copytree(distilled, pack)
+    meta = json.loads((pack / "pack.json").read_text())
+    meta["styles"][0]["metrics"] = {}
+    (pack / "pack.json").write_text(json.dumps(meta))
+    assert cli(["evaluate", str(pack), "--teacher", str(grade_teacher), "--data",
+                "skimage:astronaut,rocket,coffee,chelsea,camera", "--frames", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    m = load_pack(pack).styles[0].metrics
+    assert m["fidelity_gain"] == res["grade"]["fidelity_gain"] > 0.3
+    assert m["ewarp_teacher"] > 0 and m["gmacs_640x480"] > 0
+
+
+def test_feature_matching_and_adversarial_with_cyclegan_teacher(tmp_path):
+    teacher = tmp_path / "g.pth"
+    save_cyclegan(teacher, ngf=4, n_blocks=2, affine=True)
+    out = tmp_path / "fm"
+    distill(tiny_config(out, [StyleSpec("cg", teacher=str(teacher))], steps=10, cache_views=6, initial_views=4,
+                        w_feature=0.1, w_adv=0.05))
+    recs = [r for r in _log(out) if "loss" in r]
+    assert all(np.isfinite(r["feature"]) and np.isfinite(r["adv_d"]) for r in recs)
+    feats = list((out / "run" / "cache").glob("*/features_0.npy"))
+    assert feats and np.load(feats[0], mmap_mode="r").shape == (6, 16, 9, 12)  # [views, 4·ngf, h/4, w/4]
+    load_pack(out)
