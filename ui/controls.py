@@ -85,8 +85,8 @@ class RegionControls(QGroupBox):
         form.addRow("Blur", opts)
 
         self.preset.activated.connect(self._on_preset)
-        self.person.activated.connect(lambda _i: self._on_kind(self.person))
-        self.background.activated.connect(lambda _i: self._on_kind(self.background))
+        self.person.activated.connect(self._on_person_kind)
+        self.background.activated.connect(self._on_background_kind)
         self.blur.sliderReleased.connect(self._on_blur)
         self.image_button.clicked.connect(self._pick_image)
         self.color_button.clicked.connect(self._pick_color)
@@ -132,12 +132,18 @@ class RegionControls(QGroupBox):
         else:
             self.regionsChanged.emit(*self.current())
 
+    def _on_person_kind(self, _index: int) -> None:
+        self._on_kind(self.person)
+
+    def _on_background_kind(self, _index: int) -> None:
+        self._on_kind(self.background)
+
     def _on_kind(self, combo: QComboBox) -> None:
         kind = combo.currentData()
         if kind == "image" and not self._image and not self._pick_image(emit=False):
             combo.setCurrentIndex(_kind_index("original"))
-        if kind == "color" and combo is self.sender() and not self._pick_color(emit=False):
-            pass  # keeps the last colour
+        if kind == "color":
+            self._pick_color(emit=False)  # cancelled: keeps the last colour
         self.preset.setCurrentText(CUSTOM)
         self.regionsChanged.emit(*self.current())
 

@@ -118,7 +118,10 @@ class StyleGallery(QListWidget):
             item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
             self.addItem(item)
             self._keys.append(style.key)
-        self.itemClicked.connect(lambda it: self.styleChosen.emit(it.data(Qt.ItemDataRole.UserRole)))
+        self.itemClicked.connect(self._on_item_clicked)
+
+    def _on_item_clicked(self, item: QListWidgetItem) -> None:
+        self.styleChosen.emit(item.data(Qt.ItemDataRole.UserRole))
 
     def fit_rows(self, max_rows: int = 2) -> None:
         """Make the gallery tall enough for up to ``max_rows`` rows at its current width."""

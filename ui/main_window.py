@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self._record_pending = False
         self.last_info: FrameInfo | None = None
         self._error_timer = QTimer(self, singleShot=True, interval=ERROR_SHOWN_MS)
-        self._error_timer.timeout.connect(lambda: self.view.set_notice(self._notice))
+        self._error_timer.timeout.connect(self._restore_notice)
         self._notice = ""
 
         strength, mirror, preset, regions = self._restore_pipeline_state(pipeline, explicit)
@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         self.record_button = QPushButton("● Record (R)")
         self.record_button.setCheckable(True)
-        self.record_button.clicked.connect(lambda on: self.set_recording(on))
+        self.record_button.clicked.connect(self.set_recording)
         self.snapshot_button = QPushButton("Snapshot (S)")
         self.snapshot_button.clicked.connect(self.snapshot)
         buttons.addWidget(self.record_button)
@@ -269,18 +269,19 @@ class MainWindow(QMainWindow):
         self.view.setFocus()
 
     def _bind_hotkeys(self) -> None:
+        # Bound methods only: PyQt drops those connections with the window, lambdas would keep it alive.
         handlers = {
-            "style-prev": lambda: self.step_style(-1),
-            "style-next": lambda: self.step_style(1),
-            "pause": lambda: self.set_paused(not self.paused),
-            "record": lambda: self.set_recording(self.recording_path is None and not self._record_pending),
+            "style-prev": self.previous_style,
+            "style-next": self.next_style,
+            "pause": self.toggle_pause,
+            "record": self.toggle_recording,
             "snapshot": self.snapshot,
             "preset": self.next_preset,
-            "strength-up": lambda: self.change_strength(STRENGTH_STEP),
-            "strength-down": lambda: self.change_strength(-STRENGTH_STEP),
+            "strength-up": self.more_strength,
+            "strength-down": self.less_strength,
             "fullscreen": self.toggle_fullscreen,
-            "mirror": lambda: self.mirror_box.toggle(),
-            "virtualcam": lambda: self.vcam_box.toggle(),
+            "mirror": self.mirror_box.toggle,
+            "virtualcam": self.vcam_box.toggle,
             "help": self.toggle_help,
             "escape": self.escape,
             "quit": self.close,
@@ -291,7 +292,8 @@ class MainWindow(QMainWindow):
                 for n, key in enumerate(hk.keys):
                     act = QAction(f"Style {key}", self)
                     act.setShortcut(QKeySequence(key))
-                    act.triggered.connect(lambda _=False, i=n: self.pick_style_number(i))
+                    act.setData(n)
+                    act.triggered.connect(self._on_style_number_action)
                     self.addAction(act)
                 continue
             act = QAction(hk.help, self)
@@ -356,6 +358,7 @@ class MainWindow(QMainWindow):
         if self._shut_down:
             return
         self._shut_down = True
+        self._error_timer.stop()
         self._save_settings()
         if self._thread.isRunning():
             self._stopRequested.emit()
@@ -419,6 +422,9 @@ class MainWindow(QMainWindow):
         if not self._error_timer.isActive():
             self.view.set_notice(text)
 
+    def _restore_notice(self) -> None:
+        self.view.set_notice(self._notice)
+
     def show_error(self, text: str) -> None:
         """Show ``text`` over the view (red) and in the status bar; it fades after a while."""
         log.error("%s", text)
@@ -441,8 +447,29 @@ class MainWindow(QMainWindow):
         if n < len(self.styles):
             self.set_style(self.styles[n].key)
 
+    def _on_style_number_action(self) -> None:
+        self.pick_style_number(int(self.sender().data()))
+
     def step_style(self, delta: int) -> None:
         self._styleStep.emit(delta)
+
+    def previous_style(self) -> None:
+        self.step_style(-1)
+
+    def next_style(self) -> None:
+        self.step_style(1)
+
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    def toggle_recording(self) -> None:
+        self.set_recording(self.recording_path is None and not self._record_pending)
+
+    def more_strength(self) -> None:
+        self.change_strength(STRENGTH_STEP)
+
+    def less_strength(self) -> None:
+        self.change_strength(-STRENGTH_STEP)
 
     def change_strength(self, delta: float) -> None:
         self.strength.setValue(self.strength.value() + int(round(delta * 100)))

@@ -409,12 +409,18 @@ class PipelineWorker(QObject):
 
     def _open_recorder(self, out: np.ndarray) -> None:
         directory = self._record_dir
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
+        problem = None
+        if directory.exists() and not directory.is_dir():
+            problem = "it is a file, not a folder"
+        else:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                problem = e.strerror or str(e)
+        if problem:
             self._record_dir = None
-            self.error.emit(f"cannot record into {directory}: {e.strerror or e}. Choose another output folder.")
             self.recordingStopped.emit("", "")
+            self.error.emit(f"cannot record into {directory}: {problem}. Choose another output folder.")
             return
         path = recording_path(directory)
         fps = float(self._source.fps) if self._source is not None and self._source.fps else 30.0
@@ -423,8 +429,8 @@ class PipelineWorker(QObject):
             self._recorder = _new_recorder(path, w, h, fps)
         except (StylecamError, OSError) as e:
             self._record_dir = None
-            self.error.emit(f"cannot record: {e}")
             self.recordingStopped.emit("", "")
+            self.error.emit(f"cannot record: {e}")
             return
         self._recorder_size = (w, h)
         self._record_path = path

@@ -28,8 +28,9 @@ def open_window(qtbot, pack_dir: Path, clip: Path, settings_path: Path, out_dir:
     config.setdefault("cpu_engine", "eager")
     pipe = Pipeline(PipelineConfig(styles_dirs=[str(pack_dir)], include_user_styles=False,
                                    include_shipped_styles=False, **config))
-    win = MainWindow(pipe, source or SourceRequest(str(clip), loop=True), private_settings(settings_path),
-                     output_dir=out_dir)
+    # 320×240 keeps stylizing and encoding cheap on a loaded 2-core machine, whatever the clip.
+    win = MainWindow(pipe, source or SourceRequest(str(clip), (320, 240), loop=True),
+                     private_settings(settings_path), output_dir=out_dir)
     qtbot.addWidget(win)
     win.show()
     win.activateWindow()
@@ -65,31 +66,31 @@ def test_digit_and_arrow_keys_switch_styles(qtbot, window):
     keys = [f"testpack/{s}" for s in STYLES]
     assert window.style_key == keys[0]
     press(qtbot, window, Qt.Key.Key_3)
-    qtbot.waitUntil(lambda: window.style_key == keys[2], timeout=5000)
+    qtbot.waitUntil(lambda: window.style_key == keys[2], timeout=15_000)
     assert window.gallery.currentRow() == 2
     press(qtbot, window, Qt.Key.Key_1)
-    qtbot.waitUntil(lambda: window.style_key == keys[0], timeout=5000)
+    qtbot.waitUntil(lambda: window.style_key == keys[0], timeout=15_000)
     press(qtbot, window, Qt.Key.Key_Right)
-    qtbot.waitUntil(lambda: window.style_key == keys[1], timeout=5000)
+    qtbot.waitUntil(lambda: window.style_key == keys[1], timeout=15_000)
     press(qtbot, window, Qt.Key.Key_BracketLeft)
-    qtbot.waitUntil(lambda: window.style_key == keys[0], timeout=5000)
+    qtbot.waitUntil(lambda: window.style_key == keys[0], timeout=15_000)
     press(qtbot, window, Qt.Key.Key_Left)  # wraps to the last style
-    qtbot.waitUntil(lambda: window.style_key == keys[2], timeout=5000)
+    qtbot.waitUntil(lambda: window.style_key == keys[2], timeout=15_000)
     press(qtbot, window, Qt.Key.Key_9)  # no ninth style: nothing changes
     qtbot.wait(200)
     assert window.style_key == keys[2]
     # The frames shown carry the new style (the pipeline reports which one it ran).
-    qtbot.waitUntil(lambda: window.last_info is not None and window.last_info.stats.style == keys[2], timeout=5000)
+    qtbot.waitUntil(lambda: window.last_info is not None and window.last_info.stats.style == keys[2], timeout=15_000)
 
 
 def test_r_twice_writes_a_decodable_video(qtbot, window, tmp_path):
     press(qtbot, window, Qt.Key.Key_R)
-    qtbot.waitUntil(lambda: window.recording_path is not None, timeout=5000)
+    qtbot.waitUntil(lambda: window.recording_path is not None, timeout=15_000)
     assert "REC" in window.rec_label.text()
     start = window.worker.frames_processed
-    qtbot.waitUntil(lambda: window.worker.frames_processed >= start + 15, timeout=10_000)
+    qtbot.waitUntil(lambda: window.worker.frames_processed >= start + 15, timeout=20_000)
     press(qtbot, window, Qt.Key.Key_R)
-    qtbot.waitUntil(lambda: window.last_recording is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.last_recording is not None, timeout=20_000)
     path = Path(window.last_recording)
     assert path.parent == tmp_path / "out" and path.suffix == ".mkv"
     assert path.name in window.last_file_label.text()  # the file name is shown when done
@@ -101,7 +102,7 @@ def test_r_twice_writes_a_decodable_video(qtbot, window, tmp_path):
 
 def test_s_writes_a_png_of_the_shown_picture(qtbot, window, tmp_path):
     press(qtbot, window, Qt.Key.Key_S)
-    qtbot.waitUntil(lambda: window.last_snapshot is not None, timeout=5000)
+    qtbot.waitUntil(lambda: window.last_snapshot is not None, timeout=15_000)
     path = Path(window.last_snapshot)
     assert path.suffix == ".png" and path.parent == tmp_path / "out"
     img = cv2.imread(str(path))
@@ -113,7 +114,7 @@ def test_s_writes_a_png_of_the_shown_picture(qtbot, window, tmp_path):
 def test_settings_survive_a_restart(qtbot, pack_dir, clip, settings_path, tmp_path):
     win = open_window(qtbot, pack_dir, clip, settings_path, tmp_path / "out")
     press(qtbot, win, Qt.Key.Key_2)
-    qtbot.waitUntil(lambda: win.style_key == "testpack/beta", timeout=5000)
+    qtbot.waitUntil(lambda: win.style_key == "testpack/beta", timeout=15_000)
     press(qtbot, win, Qt.Key.Key_Minus)
     press(qtbot, win, Qt.Key.Key_Minus)
     press(qtbot, win, Qt.Key.Key_B)  # all -> person
@@ -131,17 +132,17 @@ def test_settings_survive_a_restart(qtbot, pack_dir, clip, settings_path, tmp_pa
     assert (again.width(), again.height()) == (720, 560)
     assert again.output_dir == tmp_path / "elsewhere"  # an explicit folder wins over the saved one
     qtbot.waitUntil(lambda: again.last_info is not None and again.last_info.stats.style == "testpack/beta",
-                    timeout=5000)
+                    timeout=15_000)
     close(qtbot, again)
 
 
 def test_closing_mid_recording_leaves_a_playable_file(qtbot, pack_dir, clip, settings_path, tmp_path):
     win = open_window(qtbot, pack_dir, clip, settings_path, tmp_path / "out")
     press(qtbot, win, Qt.Key.Key_R)
-    qtbot.waitUntil(lambda: win.recording_path is not None, timeout=5000)
+    qtbot.waitUntil(lambda: win.recording_path is not None, timeout=15_000)
     path = Path(win.recording_path)
     start = win.worker.frames_processed
-    qtbot.waitUntil(lambda: win.worker.frames_processed >= start + 10, timeout=10_000)
+    qtbot.waitUntil(lambda: win.worker.frames_processed >= start + 10, timeout=20_000)
     press(qtbot, win, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Q closes the window
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=20_000)
     assert not win._thread.isRunning()
@@ -165,7 +166,7 @@ def test_help_overlay_pause_strength_and_fullscreen(qtbot, window):
     qtbot.wait(400)
     assert window.worker.frames_processed == n
     press(qtbot, window, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: window.worker.frames_processed > n, timeout=5000)
+    qtbot.waitUntil(lambda: window.worker.frames_processed > n, timeout=15_000)
 
     press(qtbot, window, Qt.Key.Key_Minus)
     assert window.strength.value() == 90
@@ -173,10 +174,10 @@ def test_help_overlay_pause_strength_and_fullscreen(qtbot, window):
     assert window.strength.value() == 100
 
     press(qtbot, window, Qt.Key.Key_F)
-    qtbot.waitUntil(window.isFullScreen, timeout=3000)
+    qtbot.waitUntil(window.isFullScreen, timeout=10_000)
     assert not window.dock.isVisible()
     press(qtbot, window, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=3000)
+    qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=10_000)
     assert window.dock.isVisible()
 
 
@@ -189,7 +190,7 @@ def test_b_cycles_presets_and_the_person_gets_its_own_treatment(qtbot, window):
     press(qtbot, window, Qt.Key.Key_B)  # person: style on the person, the background stays original
     assert window.regions.current() == ("style", "original")
     # Segmentation now runs (person and background differ).
-    qtbot.waitUntil(lambda: window.last_info is not None and window.last_info.stats.segmented, timeout=10_000)
+    qtbot.waitUntil(lambda: window.last_info is not None and window.last_info.stats.segmented, timeout=20_000)
 
 
 def test_v_without_a_virtual_camera_says_what_to_do(qtbot, window, monkeypatch):
@@ -202,7 +203,7 @@ def test_v_without_a_virtual_camera_says_what_to_do(qtbot, window, monkeypatch):
 
     monkeypatch.setattr(worker, "VirtualCamera", missing)
     press(qtbot, window, Qt.Key.Key_V)
-    qtbot.waitUntil(lambda: "modprobe v4l2loopback exclusive_caps=1" in window.view.notice, timeout=5000)
+    qtbot.waitUntil(lambda: "modprobe v4l2loopback exclusive_caps=1" in window.view.notice, timeout=15_000)
     assert window.view.notice_is_error and not window.vcam_box.isChecked()
 
 
@@ -247,7 +248,7 @@ def test_unplugged_camera_shows_a_notice_and_the_ui_keeps_running(qtbot, pack_di
     win = open_window(qtbot, pack_dir, clip, settings_path, tmp_path)
     monkeypatch.setattr(worker, "_open_source", lambda req: _LostCamera())
     win._choose_source(SourceRequest("0", (320, 240), 30.0))
-    qtbot.waitUntil(lambda: "reconnecting" in win.view.notice or "lost" in win.view.notice, timeout=5000)
+    qtbot.waitUntil(lambda: "reconnecting" in win.view.notice or "lost" in win.view.notice, timeout=15_000)
     press(qtbot, win, Qt.Key.Key_H)  # the window still answers
     assert win.view.help_visible
     close(qtbot, win)
@@ -290,13 +291,15 @@ def test_virtual_camera_errors_say_how_to_fix_them(monkeypatch):
 
 def test_bad_choices_show_an_error_in_the_window_and_the_loop_goes_on(qtbot, window, tmp_path):
     window._on_regions("style", "image:" + str(tmp_path / "gone.jpg"))
-    qtbot.waitUntil(lambda: "no such image file" in window.view.notice, timeout=5000)
+    qtbot.waitUntil(lambda: "no such image file" in window.view.notice, timeout=15_000)
     assert window.view.notice_is_error
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
     window.output_dir = blocker
     press(qtbot, window, Qt.Key.Key_R)
-    qtbot.waitUntil(lambda: "cannot record" in window.view.notice, timeout=5000)
-    assert window.recording_path is None and not window.record_button.isChecked()
+    qtbot.waitUntil(lambda: "cannot record" in window.view.notice, timeout=15_000)
+    assert "is a file, not a folder" in window.view.notice
+    qtbot.waitUntil(lambda: not window.record_button.isChecked(), timeout=15_000)
+    assert window.recording_path is None
     n = window.worker.frames_processed
-    qtbot.waitUntil(lambda: window.worker.frames_processed > n + 3, timeout=5000)
+    qtbot.waitUntil(lambda: window.worker.frames_processed > n + 3, timeout=15_000)
