@@ -316,6 +316,7 @@ class Pipeline:
         return out, st
 
     def close(self) -> None:
+        self.stylizer.close()
         if self._seg_pool is not None:
             self._seg_pool.shutdown(wait=True)
             self._seg_pool = None

@@ -280,8 +280,15 @@ class PackRunner:
         # by `stylecam bench`, which stores its result here for later runs.
         self.engine = EagerEngine(net)
         self.engine_reason = "eager while ONNX Runtime is measured"
-        threading.Thread(target=self._measure, args=(pack, h, w, key), daemon=True,
-                         name="engine-compare").start()
+        self._thread = threading.Thread(target=self._measure, args=(pack, h, w, key), daemon=True,
+                                        name="engine-compare")
+        self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for a background engine measurement (native code must not run into interpreter exit)."""
+        t = getattr(self, "_thread", None)
+        if t is not None and t.is_alive():
+            t.join(timeout)
 
     def _measure(self, pack: StylePack, h: int, w: int, key: str) -> None:
         net = pack.build()
@@ -481,6 +488,10 @@ class Stylizer:
         """``frame + upsample(delta)`` as uint8 BGR at the frame's size."""
         d = self.delta(frame, mix if mix is not None else self.current_mix())
         return apply_delta(frame, d)
+
+    def close(self) -> None:
+        for r in list(self._runners.values()):
+            r.close()
 
     def comparisons(self) -> dict:
         return {f"{k[0]}@{k[1][0]}x{k[1][1]}": r.comparison for k, r in self._runners.items() if r.comparison}
