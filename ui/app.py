@@ -49,14 +49,23 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--person", metavar="T", help="person treatment: style[:NAME], original, blur[:SIGMA], "
                                                   "image:PATH, color:#RRGGBB")
     g.add_argument("--background", metavar="T", help="background treatment (same forms as --person)")
+    g.add_argument("--preset", choices=["all", "person", "background", "split", "blur"],
+                   help="region preset (B cycles them in the window; --person/--background win over it)")
     g.add_argument("--strength", type=float, metavar="0..1", help="style strength (default: last used, else 1)")
     g.add_argument("--mirror", action="store_true", default=None, help="mirror the picture like a selfie view")
     g.add_argument("--output-dir", metavar="DIR", type=Path,
                    help="folder for recordings and snapshots (default: your videos folder /stylecam)")
     g.add_argument("--backend", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the network runs; auto picks cuda when it works and says which one runs")
+    g.add_argument("--cpu-engine", choices=["auto", "eager", "compile", "onnxruntime"], default="auto",
+                   help="how the style network runs on the CPU (default: the fastest measured here)")
     g.add_argument("--internal-size", metavar="WxH", help="resolution the style network runs at "
                                                            "(default: the pack's)")
+    g.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
+    g.add_argument("--seg-model", choices=["landscape", "square"], default="landscape",
+                   help="MediaPipe selfie segmentation model")
+    g.add_argument("--mask-smoothing", type=float, default=0.5, metavar="F",
+                   help="temporal smoothing of the person mask, 0–0.95")
     g.add_argument("--settings", metavar="FILE", type=Path,
                    help="keep settings in this INI file instead of your user settings")
 
@@ -74,19 +83,24 @@ def _check_display() -> None:
 
 
 def _explicit(args: argparse.Namespace) -> frozenset[str]:
-    names = {"style": args.style, "person": args.person, "background": args.background,
+    names = {"style": args.style, "person": args.person, "background": args.background, "preset": args.preset,
              "strength": args.strength, "mirror": args.mirror, "source": args.source}
     return frozenset(k for k, v in names.items() if v is not None)
 
 
 def build_config(args: argparse.Namespace):
     """The ``PipelineConfig`` the flags describe (bad values raise :class:`InputError`)."""
-    from realtime.composite import Treatment
+    from realtime.composite import PRESETS, Treatment
     from realtime.pipeline import PipelineConfig
 
+    if not 0.0 <= args.mask_smoothing <= 0.95:
+        raise InputError(f"--mask-smoothing {args.mask_smoothing}: expected a number from 0 to 0.95")
     cfg = PipelineConfig(style=args.style, styles_dirs=[str(d) for d in args.styles], backend=args.backend,
-                         internal_size=parse_size(args.internal_size, "--internal-size"),
-                         mirror=bool(args.mirror))
+                         cpu_engine=args.cpu_engine, internal_size=parse_size(args.internal_size, "--internal-size"),
+                         segmentation=not args.no_segmentation, seg_model=args.seg_model,
+                         mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror))
+    if args.preset:
+        cfg.person, cfg.background = PRESETS[args.preset]
     if args.person:
         cfg.person = Treatment.parse(args.person, "--person")
     if args.background:
@@ -174,7 +188,7 @@ def run_live(args: argparse.Namespace) -> int:
     app.setApplicationName(APPLICATION)
     store = (QSettings(str(args.settings), QSettings.Format.IniFormat) if args.settings
              else default_settings())
-    no_styles = not len(registry) and not (args.person or args.background)
+    no_styles = not len(registry) and not (args.person or args.background or args.preset)
     if no_styles:  # still useful: blur or replace the background
         config.person, config.background = Treatment("original"), Treatment("blur")
     pipeline = Pipeline(config, registry=registry)

@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         settings: where choices are remembered.
         output_dir: where recordings and snapshots go (``None``: the saved one or the default).
         explicit: names of options given on the command line (``style``, ``person``,
-            ``background``, ``strength``, ``mirror``, ``source``); they win over saved settings.
+            ``background``, ``preset``, ``strength``, ``mirror``, ``source``); they win over saved settings.
     """
 
     # Controls for the worker (queued to its thread; see PipelineWorker's slots).
@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
                 log.info("saved style %s is no longer installed", s.style)
         self.style_key = pipeline.style.key if pipeline.style else ""
         preset = s.preset if s.preset in PRESETS else None
-        if not ({"person", "background"} & explicit):
+        if not ({"person", "background", "preset"} & explicit):
             try:
                 if preset:
                     pipeline.set_preset(preset)

@@ -303,3 +303,15 @@ def test_bad_choices_show_an_error_in_the_window_and_the_loop_goes_on(qtbot, win
     assert window.recording_path is None
     n = window.worker.frames_processed
     qtbot.waitUntil(lambda: window.worker.frames_processed > n + 3, timeout=15_000)
+
+
+def test_live_takes_the_shared_pipeline_flags():
+    cfg = build_config(_live_args("--preset", "split", "--cpu-engine", "eager", "--no-segmentation",
+                                  "--seg-model", "square", "--mask-smoothing", "0.3", "--mirror"))
+    assert (str(cfg.person), str(cfg.background)) == ("style", "style:@next")
+    assert (cfg.cpu_engine, cfg.segmentation, cfg.seg_model, cfg.mask_smoothing, cfg.mirror) == \
+        ("eager", False, "square", 0.3, True)
+    cfg = build_config(_live_args("--preset", "person", "--background", "blur:5"))  # the explicit flag wins
+    assert (str(cfg.person), str(cfg.background)) == ("style", "blur:5")
+    with pytest.raises(InputError, match="--mask-smoothing 2"):
+        build_config(_live_args("--mask-smoothing", "2"))
