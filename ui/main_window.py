@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import (QCheckBox, QDockWidget, QFileDialog, QGroupBox, QHB
                              QMainWindow, QPushButton, QScrollArea, QSlider, QVBoxLayout, QWidget)
 
 from realtime.composite import PRESETS
+from realtime.errors import StylecamError
 
 from .controls import CameraControls, RegionControls
 from .gallery import StyleGallery
@@ -121,7 +122,7 @@ class MainWindow(QMainWindow):
         if "style" not in explicit and s.style:
             try:
                 pipeline.set_style(s.style, crossfade=False)
-            except Exception:  # a pack that was removed since: keep the default style
+            except StylecamError:  # a pack that was removed since: keep the default style
                 log.info("saved style %s is no longer installed", s.style)
         self.style_key = pipeline.style.key if pipeline.style else ""
         preset = s.preset if s.preset in PRESETS else None
@@ -133,7 +134,7 @@ class MainWindow(QMainWindow):
                     from realtime.composite import Treatment
 
                     pipeline.set_regions(Treatment.parse(s.person), Treatment.parse(s.background))
-            except Exception:  # e.g. a background image that was deleted since
+            except StylecamError:  # e.g. a background image that was deleted since
                 log.info("saved regions %s / %s no longer apply", s.person, s.background)
         else:
             preset = None
