@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from realtime.errors import DeviceError, InputError
@@ -218,20 +217,7 @@ def run_live(args: argparse.Namespace) -> int:
         sys.excepthook = old_hook
         for s, h in old.items():
             signal.signal(s, h)
-        _wait_for_engine_measurement()
     return int(rc)
-
-
-def _wait_for_engine_measurement(timeout: float = 30.0) -> None:
-    """Let a CPU-engine measurement still running in the background finish before the process exits.
-
-    On the first run on a machine the pipeline times ONNX Runtime against eager torch in a daemon
-    thread; tearing the interpreter down under it aborts inside ONNX Runtime.
-    """
-    for t in threading.enumerate():
-        if t.name == "engine-compare" and t.is_alive():
-            log.info("finishing the CPU engine measurement before exiting")
-            t.join(timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
