@@ -23,8 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 
 def open_window(qtbot, pack_dir: Path, clip: Path, settings_path: Path, out_dir: Path,
                 source: SourceRequest | None = None, **config) -> MainWindow:
-    # cpu_engine="eager": no background engine measurement thread (that is the pipeline's
-    # business, tested there) that could still be running when the test process exits.
+    # cpu_engine="eager": no background engine measurement (the pipeline's business, tested there)
+    # competing for the two cores while the window is timed.
     config.setdefault("cpu_engine", "eager")
     pipe = Pipeline(PipelineConfig(styles_dirs=[str(pack_dir)], include_user_styles=False,
                                    include_shipped_styles=False, **config))
