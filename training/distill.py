@@ -114,7 +114,7 @@ class DistillConfig:
     noise: float = 0.02
     color_jitter: float = 0.1
     cache_views: int = 384
-    initial_views: int = 32
+    initial_views: int = 16
     teacher_share: float = 0.4  # at most this fraction of the wall time goes to growing the cache
     w_l1: float = 1.0
     w_structure: float = 1.0
@@ -361,8 +361,12 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     feat_ch = [_teacher_feature_channels(t) for t in teachers] if feat_ok else None
     if feat_ok:
         cache_key["features"] = [t.feature_layer for t in teachers]
-    cache = ViewCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", cache_key, cfg.cache_views,
-                      cfg.view_height, cfg.view_width, S, feat_ch)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
+    if main:  # rank 0 creates the memmaps; the other ranks open them once they exist
+        cache = ViewCache(cache_root, cache_key, cfg.cache_views, cfg.view_height, cfg.view_width, S, feat_ch)
+    _barrier()
+    if not main:
+        cache = ViewCache(cache_root, cache_key, cfg.cache_views, cfg.view_height, cfg.view_width, S, feat_ch)
 
     net = build_student(cfg.arch, cfg.width, S).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
@@ -376,7 +380,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    step, elapsed = 0, 0.0
+    step, elapsed, teacher_s = 0, 0.0, [0.0]  # teacher_s: seconds spent making views (rank 0)
     if cfg.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck.get("arch") != [cfg.arch, cfg.width, S]:
@@ -388,6 +392,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
             disc.load_state_dict(ck["disc"])
             opt_d.load_state_dict(ck["opt_d"])
         step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        teacher_s[0] = float(ck.get("teacher_s", 0.0))
         torch.set_rng_state(ck["rng"])
         log.info("resumed from %s at step %d (%.1f min)", ckpt_path, step, elapsed / 60)
 
@@ -405,8 +410,6 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
 
     def progress_of(now_elapsed: float) -> float:
         return step / cfg.steps if cfg.steps else now_elapsed / (cfg.minutes * 60)
-
-    teacher_s = [0.0]  # seconds spent making views in this process
 
     def fill(target: int) -> None:
         t0 = time.monotonic()
@@ -448,7 +451,8 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
         if not main:
             return
         ck = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-              "elapsed": time.monotonic() - t_start, "rng": torch.get_rng_state(), "arch": [cfg.arch, cfg.width, S]}
+              "elapsed": time.monotonic() - t_start, "teacher_s": teacher_s[0], "rng": torch.get_rng_state(),
+              "arch": [cfg.arch, cfg.width, S]}
         if disc_plain is not None:
             ck["disc"], ck["opt_d"] = disc_plain.state_dict(), opt_d.state_dict()
         tmp = ckpt_path.with_suffix(".tmp")

@@ -82,7 +82,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         license=args.license or "", arch=args.arch, width=args.width, steps=args.steps, minutes=args.minutes,
         batch=args.batch, crop=args.crop, lr=args.lr, frame_width=args.frame_width, view_width=vw, view_height=vh,
         teacher_scale=args.teacher_scale if args.teacher_scale is not None else 2.0, cache_views=args.cache_views,
-        initial_views=min(args.cache_views, 32), w_temporal=args.temporal_weight, w_adv=args.adv_weight,
+        initial_views=min(args.cache_views, 16), w_temporal=args.temporal_weight, w_adv=args.adv_weight,
         w_feature=args.feature_weight, eval_every=args.eval_every, seed=args.seed, device=args.device,
         resume=args.resume, progress=not args.no_progress)
     try:
