@@ -111,17 +111,20 @@ class StallProbe:
         self._last = now
 
 
-def _run_window(source: str, styles: list[str], seconds: float, record: bool, out_dir: Path) -> dict:
+def _run_window(source: str, styles: list[str], preset: str, seconds: float, record: bool, out_dir: Path) -> dict:
     from realtime.pipeline import Pipeline, PipelineConfig
     from ui.main_window import MainWindow
     from ui.settings import AppSettings
     from ui.worker import SourceRequest
 
     app = QApplication.instance()
-    cfg = PipelineConfig(styles_dirs=styles)
-    pipe = Pipeline(cfg)
+    from realtime.composite import PRESETS
+
+    person, background = PRESETS[preset]
+    pipe = Pipeline(PipelineConfig(styles_dirs=styles, person=person, background=background))
     settings = AppSettings(QSettings(str(out_dir / "bench-settings.ini"), QSettings.Format.IniFormat))
-    win = MainWindow(pipe, SourceRequest(source, (640, 480), None, loop=True), settings, output_dir=out_dir)
+    win = MainWindow(pipe, SourceRequest(source, (640, 480), None, loop=True), settings, output_dir=out_dir,
+                     explicit=frozenset({"preset"}))
     win.resize(1180, 720)
     win.show()
     win.start()
@@ -167,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ui.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", help="video to play (default: the bundled demo clip)")
     parser.add_argument("--styles", action="append", default=[], metavar="DIR", help="extra style packs")
+    parser.add_argument("--preset", default="blur", choices=["all", "person", "background", "split", "blur"],
+                        help="region preset of the live runs (default blur: segmentation on, person styled, "
+                             "background blurred)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each live run")
     parser.add_argument("--paints", type=int, default=300, help="frames in the paint benchmark")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the JSON here")
@@ -193,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "paint_2x": bench_paint(frames, 2.0, args.paints),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        result["live"] = _run_window(source, args.styles, args.seconds, False, Path(tmp))
-        result["live_recording"] = _run_window(source, args.styles, args.seconds, True, Path(tmp))
+        result["preset"] = args.preset
+        result["live"] = _run_window(source, args.styles, args.preset, args.seconds, False, Path(tmp))
+        result["live_recording"] = _run_window(source, args.styles, args.preset, args.seconds, True, Path(tmp))
         for k in ("live", "live_recording"):
             result[k].pop("recording", None)
     ui_ms = result["paint_1x"]["show_and_paint_ms"]["median"] + result["paint_1x"]["qimage_ms"]["median"]
