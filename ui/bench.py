@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import numpy as np
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PyQt6.QtCore import QSettings, QT_VERSION_STR, PYQT_VERSION_STR, QElapsedTimer, QTimer  # noqa: E402
+from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QElapsedTimer, QSettings, QTimer  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 PROBE_MS = 5

@@ -10,8 +10,18 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtGui import QColor
-from PyQt6.QtWidgets import (QColorDialog, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                             QLabel, QPushButton, QSlider, QWidget)
+from PyQt6.QtWidgets import (
+    QColorDialog,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
 
 from .worker import SourceRequest
 

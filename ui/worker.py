@@ -139,7 +139,6 @@ class PipelineWorker(QObject):
         self._paused = False
         self._recorder = None
         self._record_dir: Path | None = None
-        self._record_path: Path | None = None
         self._recorder_size: tuple[int, int] | None = None
         self._snapshot_dir: Path | None = None
         self._vcam: VirtualCamera | None = None
@@ -433,7 +432,6 @@ class PipelineWorker(QObject):
             self.error.emit(f"cannot record: {e}")
             return
         self._recorder_size = (w, h)
-        self._record_path = path
         self.recordingStarted.emit(str(path))
 
     def _recording_info(self) -> RecordingInfo | None:
@@ -457,7 +455,6 @@ class PipelineWorker(QObject):
         summary = f"{rec.frames_written} frames, {rec.duration:.1f} s, {rec.bytes_written / 1e6:.1f} MB"
         log.info("recording saved: %s (%s)", path, summary)
         self.recordingStopped.emit(str(path), summary)
-        self._record_path = None
 
     # ------------------------------------------------------------------ virtual camera
     @pyqtSlot(bool)
