@@ -1,0 +1,75 @@
+"""Data sources: folders with images and videos mixed, unreadable files named, splits, views, cache."""
+
+from __future__ import annotations
+
+import logging
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training.data import DataError, ImageSet, ViewCache, ViewSpec, make_view, sample_view
+
+
+def _video(path, frames=12, size=(64, 48)):
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=12)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            img = np.full((size[1], size[0], 3), i * 20, np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def test_mixed_folder_skips_and_names_bad_files(tmp_path, caplog):
+    d = tmp_path / "data" / "sub"
+    d.mkdir(parents=True)
+    cv2.imwrite(str(d / "a.png"), np.zeros((20, 30, 3), np.uint8))
+    cv2.imwrite(str(d / "b.webp"), np.full((20, 30, 3), 90, np.uint8))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (d / "notes.txt").write_text("ignored")
+    _video(tmp_path / "data" / "clip.mp4")
+    with caplog.at_level(logging.WARNING):
+        s = ImageSet([tmp_path / "data"], video_frames=4)
+    kinds = sorted(it.kind for it in s.items)
+    assert kinds == ["image", "image", "video", "video", "video", "video"]
+    assert len(s.skipped) == 1 and "broken.jpg" in s.skipped[0]
+    assert "skipped 1 unreadable file(s)" in caplog.text and "broken.jpg" in caplog.text
+    assert s.load(next(it for it in s.items if it.kind == "video")).shape == (48, 64, 3)
+    train, held = s.split()
+    assert held and train and not set(train) & set(held)
+    # video frames stay on one side of the split
+    vids = {it in held for it in s.items if it.kind == "video"}
+    assert len(vids) == 1
+
+
+def test_empty_and_missing_sources(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no usable images"):
+        ImageSet([tmp_path / "empty"])
+    with pytest.raises(DataError, match="no such file or folder"):
+        ImageSet([tmp_path / "nope"])
+    with pytest.raises(DataError, match="no such bundled photo"):
+        ImageSet(["skimage:unicorn"])
+
+
+def test_views_scale_and_cache_roundtrip(tmp_path):
+    s = ImageSet(["skimage:astronaut,rocket"])
+    spec = ViewSpec(width=48, height=36, frame_width=64, teacher_scale=2.0)
+    v = sample_view(s.load(s.items[0]), spec, np.random.default_rng(0))
+    assert v.shape == (1, 3, 72, 96) and 0 <= float(v.min()) and float(v.max()) <= 1
+    teacher = lambda x: 1 - x  # noqa: E731
+    x, ts, _ = make_view(s, s.items, spec, 3, 0, [teacher])
+    x2, _, _ = make_view(s, s.items, spec, 3, 0, [teacher])
+    assert x.shape == (1, 3, 36, 48) and torch.equal(x, x2)  # deterministic per index
+    c = ViewCache(tmp_path, {"k": 1}, 4, 36, 48, 1)
+    c.add(x, ts)
+    c2 = ViewCache(tmp_path, {"k": 1}, 4, 36, 48, 1)  # reopened: the view is still there
+    assert c2.count == 1
+    xb, yb, fb = c2.batch(np.array([0, 0]), np.array([0, 0]), 32, np.random.default_rng(0))
+    assert xb.shape == (2, 3, 32, 32) and fb is None
+    assert float((yb - (1 - xb)).abs().max()) <= 2 / 255  # uint8 storage
