@@ -41,7 +41,7 @@ class SourceRequest:
             or the bundled demo clip when there is none".
         size: ``(width, height)`` asked of a camera, or the size files are resized to.
         fps: rate asked of a camera or used to pace a file.
-        loop: restart a video file at its end.
+        loop: restart a video file at its end (a still image always repeats).
     """
 
     spec: str | None = None
@@ -75,8 +75,9 @@ class FrameInfo:
 def _open_source(req: SourceRequest):
     from realtime.sources import open_source
 
+    # loop=None lets the source choose for itself: a still image repeats, a video plays once.
     return open_source(req.spec if req.spec is not None else "0", size=req.size, fps=req.fps,
-                       loop=req.loop)
+                       loop=True if req.loop else None)
 
 
 def _demo_clip() -> Path:

@@ -315,3 +315,15 @@ def test_live_takes_the_shared_pipeline_flags():
     assert (str(cfg.person), str(cfg.background)) == ("style", "blur:5")
     with pytest.raises(InputError, match="--mask-smoothing 2"):
         build_config(_live_args("--mask-smoothing", "2"))
+
+
+def test_a_still_image_keeps_showing(qtbot, pack_dir, settings_path, tmp_path):
+    from tests.helpers import synthetic_frame
+
+    image = tmp_path / "still.png"
+    cv2.imwrite(str(image), synthetic_frame(240, 320))
+    win = open_window(qtbot, pack_dir, image, settings_path, tmp_path, source=SourceRequest(str(image)))
+    n = win.worker.frames_processed
+    qtbot.waitUntil(lambda: win.worker.frames_processed >= n + 5, timeout=15_000)
+    assert "ended" not in win.view.notice
+    close(qtbot, win)
