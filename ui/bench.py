@@ -30,6 +30,7 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QElapsedTimer, QSettings, QTimer  # noqa: E402
+from PyQt6.QtTest import QTest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 PROBE_MS = 5
@@ -66,7 +67,10 @@ def bench_paint(frames: list[np.ndarray], view_scale: float, repeats: int) -> di
     h, w = frames[0].shape[:2]
     view.resize(int(w * view_scale), int(h * view_scale))
     view.show()
-    QApplication.processEvents()
+    # repaint() is a no-op until the window system has mapped the window.
+    if not QTest.qWaitForWindowExposed(view, 5000):
+        raise RuntimeError("the view was never shown on screen")
+    painted0 = view.painted_frames
     convert, total = [], []
     for i in range(repeats):
         f = frames[i % len(frames)]
@@ -79,7 +83,10 @@ def bench_paint(frames: list[np.ndarray], view_scale: float, repeats: int) -> di
         if i >= 10:  # warm-up: first paints allocate the backing store
             convert.append((t1 - t0) * 1000)
             total.append((t2 - t1) * 1000)
+    painted = view.painted_frames - painted0
     view.close()
+    if painted < repeats:
+        raise RuntimeError(f"only {painted} of {repeats} repaints reached paintEvent")
     return {"view_size": [view.width(), view.height()], "qimage_ms": _summary(convert),
             "show_and_paint_ms": _summary(total)}
 
@@ -191,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "versions": {**versions(), "qt": QT_VERSION_STR, "pyqt": PYQT_VERSION_STR},
         "commit": git_commit(),
+        # Other work on the machine shows up as stalls and lower fps: keep the load with the numbers.
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "qt_platform": app.platformName(),
         "source": source,
         "frame_size": [640, 480],
@@ -211,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "stall_ms_p95_recording": result["live_recording"]["stall_ms"]["p95"],
         "stall_ms_max_baseline": result["live"]["stall_ms"]["max"], "stall_ms_target": 50.0,
     }
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
