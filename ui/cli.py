@@ -104,6 +104,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from realtime.bench import run_bench
 
+    if not (args.preset or args.person or args.background):
+        args.preset = "blur"  # the live default case: segmentation on, styled person, blurred background
     cfg = pipeline_config(args)
     size = parse_size(args.size)
     if args.frames < 10:
@@ -189,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time this teacher model on the same frames (repeatable)")
     p.add_argument("--no-engine-compare", action="store_true", help="skip the CPU engine comparison")
     add_pipeline_arguments(p)
+    p.set_defaults(preset=None)  # bench defaults to --preset blur (segmentation on), see cmd_bench
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("styles", help="list the installed styles")
