@@ -18,14 +18,18 @@ instance for parallelism. Every returned mask is a fresh array the caller owns.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (loaded now so its exit hook precedes ours, see _close_all)
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 import cv2
+import mediapipe as mp
 import numpy as np
+from mediapipe.tasks.python import BaseOptions, vision
 
 from realtime.errors import InputError
 
@@ -50,7 +54,7 @@ DEFAULT_MOTION_SCALE = 0.5
 """Mask change (in probability) at and above which a pixel follows the new frame with no smoothing."""
 
 
-def model_path(model: str) -> Path:
+def model_path(model: ModelName) -> Path:
     """Path of a shipped model by name.
 
     Args:
@@ -159,7 +163,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: str = "landscape",
+        model: ModelName = "landscape",
         smoothing: float = 0.5,
         motion_scale: float | None = DEFAULT_MOTION_SCALE,
         path: str | Path | None = None,
@@ -176,6 +180,10 @@ class Segmenter:
         self._prev: np.ndarray | None = None
         self._last_ts = -1
         self._segmenter = _create_segmenter(file)
+        # Close the graph when this object is collected or, at the latest, at interpreter exit
+        # (before module teardown, where MediaPipe's own finaliser fails noisily).
+        self._finalizer = weakref.finalize(self, _close_quietly, self._segmenter)
+        _OPEN.add(self)
 
     @property
     def smoothing(self) -> float:
@@ -218,7 +226,6 @@ class Segmenter:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise InputError(f"segmentation input must be a uint8 (H, W, 3) image, got {got}")
-        import mediapipe as mp
 
         # Resize first, convert colour second: the conversion then touches 37k pixels, not 307k.
         small = downscale_area(frame, self.input_size)
@@ -248,8 +255,8 @@ class Segmenter:
         """Release the MediaPipe graph. Safe to call twice."""
         with self._lock:
             if self._segmenter is not None:
-                self._segmenter.close()
                 self._segmenter = None
+                self._finalizer()
 
     def __enter__(self) -> Segmenter:
         return self
@@ -259,12 +266,35 @@ class Segmenter:
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # Best effort: MediaPipe graphs hold threads and memory until closed.
-        try:
-            self.close()
-        except Exception:
-            pass
+
+_OPEN: weakref.WeakSet[Segmenter] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    """Close every segmenter still open, while MediaPipe's worker threads still accept work."""
+    for seg in list(_OPEN):
+        seg.close()
+
+
+# MediaPipe runs each call on a concurrent.futures executor, which refuses work once the interpreter
+# starts shutting down threads; plain atexit handlers run after that, so closing there fails with a
+# traceback. threading's own exit hooks run earlier and in reverse order of registration, so this
+# one (registered after the import of concurrent.futures.thread at the top) runs before the
+# executors stop.
+try:
+    threading._register_atexit(_close_all)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other Python implementations
+    import atexit
+
+    atexit.register(_close_all)
+
+
+def _close_quietly(segmenter) -> None:  # segmenter: mediapipe ImageSegmenter
+    """Close a MediaPipe segmenter, ignoring failures of a graph that is already shutting down."""
+    try:
+        segmenter.close()
+    except Exception:
+        pass
 
 
 def _create_segmenter(file: Path):  # -> mediapipe ImageSegmenter
@@ -275,8 +305,6 @@ def _create_segmenter(file: Path):  # -> mediapipe ImageSegmenter
         raise InputError(f"segmentation model not found: {file}") from None
     except OSError as err:
         raise InputError(f"cannot read segmentation model {file}: {err.strerror or err}") from None
-    from mediapipe.tasks.python import BaseOptions, vision
-
     options = vision.ImageSegmenterOptions(
         base_options=BaseOptions(model_asset_buffer=data),
         running_mode=vision.RunningMode.VIDEO,
@@ -289,3 +317,137 @@ def _create_segmenter(file: Path):  # -> mediapipe ImageSegmenter
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"segmentation model {file} is not a valid TFLite segmentation model ({first})") from None
     return segmenter
+
+
+def benchmark(frames: int = 100, warmup: int = 10, clip: str | Path | None = None) -> dict:
+    """Time segmentation per frame on 640x480 video frames; the numbers behind the documented budget.
+
+    For each model, these run in turn on every frame (interleaved, so a busy machine slows all of
+    them alike): `Segmenter.segment` with smoothing 0.5; its parts (downscale + colour conversion,
+    MediaPipe inference on the small image, smoothing); and a naive baseline that converts the
+    whole frame to RGB and lets MediaPipe resize it (it also returns a full-size mask).
+
+    Args:
+        frames: Frames timed per variant (after ``warmup``).
+        warmup: Untimed frames first.
+        clip: Video to take frames from; default the demo clip.
+
+    Returns:
+        JSON-ready results: machine, versions, commit, and per model and variant the median and
+        p90 in milliseconds.
+
+    Raises:
+        InputError: The clip is missing or unreadable.
+    """
+    import os
+    import platform
+    import statistics
+    import subprocess
+
+    import av
+
+    from realtime.demo import DEMO_CLIP
+
+    clip = Path(clip) if clip is not None else DEMO_CLIP
+    video: list[np.ndarray] = []
+    try:
+        with av.open(str(clip)) as container:
+            for f in container.decode(video=0):
+                video.append(cv2.resize(f.to_ndarray(format="bgr24"), (640, 480), interpolation=cv2.INTER_AREA))
+                if len(video) == frames + warmup:
+                    break
+    except (OSError, av.error.FFmpegError) as err:
+        raise InputError(f"cannot read benchmark clip {clip}: {err}") from None
+    if not video:
+        raise InputError(f"benchmark clip {clip} has no video frames")
+
+    def stats(ms: list[float]) -> dict[str, float]:
+        ms = sorted(ms)
+        return {"median_ms": round(statistics.median(ms), 3), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3)}
+
+    results: dict[str, dict] = {}
+    for model in MODEL_FILES:
+        size = MODEL_INPUT_SIZES[model]
+        with Segmenter(model, smoothing=0.5) as seg, Segmenter(model, smoothing=0.0) as other:
+            clock = [1 << 40]  # timestamps for direct MediaPipe calls on `other`, always increasing
+            prev = seg.segment(video[0])
+
+            def infer_small(f: np.ndarray) -> None:
+                clock[0] += 1
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=small[0])
+                np.array(other._segmenter.segment_for_video(image, clock[0]).confidence_masks[0].numpy_view())
+
+            def naive(f: np.ndarray) -> None:
+                clock[0] += 1
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+                np.array(other._segmenter.segment_for_video(image, clock[0]).confidence_masks[0].numpy_view())
+
+            small = [np.ascontiguousarray(cv2.cvtColor(downscale_area(video[0], size), cv2.COLOR_BGR2RGB))]
+            variants = {
+                "segment": seg.segment,
+                "downscale_and_rgb": lambda f: small.__setitem__(0, cv2.cvtColor(downscale_area(f, size), cv2.COLOR_BGR2RGB)),
+                "inference": infer_small,
+                "smoothing": lambda f: smooth_mask(prev, seg._prev, 0.5),
+                "baseline_full_frame_to_mediapipe": naive,
+            }
+            times: dict[str, list[float]] = {k: [] for k in variants}
+            for i in range(warmup + frames):
+                f = video[i % len(video)]
+                for name, fn in variants.items():
+                    t0 = time.perf_counter()
+                    fn(f)
+                    if i >= warmup:
+                        times[name].append((time.perf_counter() - t0) * 1e3)
+            mask_hw = list(seg.mask_size)
+        out = {k: stats(v) for k, v in times.items()}
+        results[model] = {
+            "mask_hw": mask_hw,
+            "segment": out["segment"],
+            "parts": {k: out[k] for k in ("downscale_and_rgb", "inference", "smoothing")},
+            "baseline_full_frame_to_mediapipe": out["baseline_full_frame_to_mediapipe"],
+            "speedup_vs_baseline": round(
+                out["baseline_full_frame_to_mediapipe"]["median_ms"] / out["segment"]["median_ms"], 2
+            ),
+        }
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "benchmark": "segmentation",
+        "input": f"{clip.name}, 640x480 BGR, {frames} frames after {warmup} warm-up, variants interleaved",
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "mediapipe": mp.__version__,
+            "opencv": cv2.__version__,
+            "numpy": np.__version__,
+        },
+        "commit": commit,
+        "models": results,
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import sys
+
+    from realtime.errors import StylecamError
+
+    parser = argparse.ArgumentParser(prog="python -m realtime.segmentation", description="Time person segmentation; prints JSON.")
+    parser.add_argument("--frames", type=int, default=100, help="timed frames per variant (default: %(default)s)")
+    parser.add_argument("--clip", type=Path, default=None, help="video to take frames from (default: the demo clip)")
+    args = parser.parse_args()
+    try:
+        print(json.dumps(benchmark(frames=args.frames, clip=args.clip), indent=2))
+    except StylecamError as err:
+        print(f"stylecam: error: {err}", file=sys.stderr)
+        sys.exit(2)

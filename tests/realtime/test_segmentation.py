@@ -210,3 +210,46 @@ def test_downscale_area_matches_one_step_area(astronaut_bgr: np.ndarray) -> None
     assert fast.shape == slow.shape
     assert np.abs(fast - slow).mean() < 2.0
     assert downscale_area(astronaut_bgr, (640, 480)) is astronaut_bgr
+
+
+def test_unclosed_segmenter_exits_cleanly() -> None:
+    """A program that forgets close() must not end with MediaPipe's shutdown traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from realtime.segmentation import Segmenter\n"
+        "seg = Segmenter()\n"
+        "seg.segment(np.zeros((48, 64, 3), np.uint8))\n"
+        "print('done')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_benchmark_reports_json_ready_numbers() -> None:
+    import json
+
+    from realtime.segmentation import benchmark
+
+    result = benchmark(frames=3, warmup=1)
+    json.dumps(result)
+    assert set(result["models"]) == {"landscape", "square"}
+    landscape = result["models"]["landscape"]
+    assert landscape["mask_hw"] == [144, 256]
+    assert landscape["segment"]["median_ms"] > 0
+    assert set(landscape["parts"]) == {"downscale_and_rgb", "inference", "smoothing"}
+    assert landscape["speedup_vs_baseline"] > 0
+
+
+def test_benchmark_bad_clip_names_the_file(tmp_path: Path) -> None:
+    from realtime.segmentation import benchmark
+
+    bad = tmp_path / "not-a-video.mp4"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="not-a-video.mp4"):
+        benchmark(frames=1, warmup=0, clip=bad)
