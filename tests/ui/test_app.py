@@ -88,14 +88,14 @@ def test_r_twice_writes_a_decodable_video(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.recording_path is not None, timeout=15_000)
     assert "REC" in window.rec_label.text()
     start = window.worker.frames_processed
-    qtbot.waitUntil(lambda: window.worker.frames_processed >= start + 15, timeout=20_000)
+    qtbot.waitUntil(lambda: window.worker.frames_processed >= start + 8, timeout=20_000)
     press(qtbot, window, Qt.Key.Key_R)
     qtbot.waitUntil(lambda: window.last_recording is not None, timeout=20_000)
     path = Path(window.last_recording)
     assert path.parent == tmp_path / "out" and path.suffix == ".mkv"
     assert path.name in window.last_file_label.text()  # the file name is shown when done
     frames = decode(path)
-    assert len(frames) >= 10
+    assert len(frames) >= 6
     assert frames[0].shape == (window.view.current_image().height(), window.view.current_image().width(), 3)
     assert window.recording_path is None and not window.record_button.isChecked()
 
@@ -142,11 +142,11 @@ def test_closing_mid_recording_leaves_a_playable_file(qtbot, pack_dir, clip, set
     qtbot.waitUntil(lambda: win.recording_path is not None, timeout=15_000)
     path = Path(win.recording_path)
     start = win.worker.frames_processed
-    qtbot.waitUntil(lambda: win.worker.frames_processed >= start + 10, timeout=20_000)
+    qtbot.waitUntil(lambda: win.worker.frames_processed >= start + 6, timeout=20_000)
     press(qtbot, win, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Q closes the window
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=20_000)
     assert not win._thread.isRunning()
-    assert len(decode(path)) >= 8
+    assert len(decode(path)) >= 5
 
 
 def test_help_overlay_pause_strength_and_fullscreen(qtbot, window):
