@@ -249,6 +249,7 @@ def test_a_recipe_below_min_styles_leaves_the_shipped_pack_unchanged(tmp_path, m
     monkeypatch.setattr(builder, "run_distill",
                         lambda cfg: _fake_pack(work, [GOOD, {**GOOD, "ewarp_student": 0.003}], ["one", "two"]))
     monkeypatch.setattr(builder, "evaluate_held_out", lambda *a: {})
+    monkeypatch.setattr(builder, "render_gallery", lambda *a: None)
     code = builder.build(cache=tmp_path / "cache", styles_root=styles_root, recipes_dir=rec, gallery=False)
     out = capsys.readouterr().out
     assert code == 1

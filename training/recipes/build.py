@@ -231,9 +231,9 @@ def ship(recipe: Recipe, work_pack: Path, keep: list[str], refused: dict[str, li
     return dest
 
 
-def render_gallery(styles_root: Path, recipes: list[Recipe], teacher_paths: dict[str, dict[str, Path]],
+def render_gallery(packs: list[tuple[Recipe, Path]], teacher_paths: dict[str, dict[str, Path]],
                    cache: Path, out: Path) -> Path | None:
-    """One held-out portrait, teacher | student for every shipped style, as a small JPEG."""
+    """One held-out portrait, teacher | student for every style of ``packs``, as a small JPEG."""
     import cv2
 
     from realtime.student import style_weights
@@ -242,8 +242,7 @@ def render_gallery(styles_root: Path, recipes: list[Recipe], teacher_paths: dict
 
     tiles: list[tuple[str, np.ndarray, np.ndarray]] = []
     pic = None
-    for r in recipes:
-        dest = styles_root / Path(r.pack_dir).name
+    for r, dest in packs:
         if not (dest / "pack.json").exists():
             continue
         pack = load_pack(dest)
@@ -324,6 +323,8 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
             print(f"[{r.name}] {sid}: fidelity_gain {m['fidelity_gain']:.3f}, ewarp student/teacher "
                   f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}, PSNR {m['psnr_vs_teacher']:.2f} dB, "
                   f"{m['gmacs_640x480']:.3f} GMACs, {m['cpu_ms_640x480']:.1f} ms", flush=True)
+        sheet = render_gallery([(r, work)], teacher_paths, cache, work.parent / "teacher-vs-student.jpg")
+        print(f"[{r.name}] teacher | student on a held-out portrait: {sheet}", flush=True)
         keep, refused = decide(work, r)
         for sid, why in refused.items():
             print(f"[{r.name}] refused {sid}: {'; '.join(why)}", flush=True)
@@ -342,7 +343,8 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
         print(f"[{r.name}] shipped {len(keep)} style(s) to {dest} ({dir_bytes(dest) / 2 ** 20:.2f} MB) "
               f"in {(time.time() - t0) / 60:.1f} min", flush=True)
     if gallery:
-        g = render_gallery(styles_root, recipes, teacher_paths, cache, styles_root / GALLERY.name)
+        shipped = [(r, styles_root / Path(r.pack_dir).name) for r in recipes]
+        g = render_gallery(shipped, teacher_paths, cache, styles_root / GALLERY.name)
         if g:
             print(f"gallery: {g}", flush=True)
     total = sum(dir_bytes(p) for p in styles_root.iterdir() if p.is_dir()) if styles_root.exists() else 0
