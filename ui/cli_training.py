@@ -60,6 +60,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from training.distill import DistillConfig, DistillError, StyleSpec, distill, parse_style_arg
 
     _setup_logging(args.verbose)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads {args.threads}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     base = _teacher_options(args)
     if args.style:
         styles = [parse_style_arg(s, args.teacher or "", base) for s in args.style]
@@ -219,6 +225,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and save a sample grid every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
     _add_teacher_flags(p)

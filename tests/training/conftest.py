@@ -42,3 +42,12 @@ def torchscript_teacher(tmp_path: Path) -> Path:
     p = tmp_path / "grade.pt"
     torch.jit.script(ColourGrade()).save(str(p))
     return p
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Training tests run tiny tensors: one thread is faster and does not stall on a busy 2-core CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -46,7 +46,12 @@ def grade_teacher(tmp_path_factory) -> Path:
 def distilled(tmp_path_factory, grade_teacher) -> Path:
     out = tmp_path_factory.mktemp("run") / "grade-pack"
     torch.manual_seed(0)
-    distill(tiny_config(out, [StyleSpec("grade", "Grade", str(grade_teacher), license="MIT")], steps=200))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: runs before the per-test one-thread fixture
+    try:
+        distill(tiny_config(out, [StyleSpec("grade", "Grade", str(grade_teacher), license="MIT")], steps=200))
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
