@@ -15,6 +15,11 @@ Scale (see :mod:`training.data`): the student learns at the live internal resolu
 (``frame_width`` px wide frames, default 320 for a 640×480 camera); the teacher sees each view at
 ``teacher_scale``× that (default 2: a 640×480 frame) and its output is area-resized down.
 
+Teacher cost: the cache starts with ``initial_views`` views and then grows by one view between
+training steps whenever the teacher has used less than ``teacher_share`` (default 40 %) of the
+wall time so far, so a slow teacher (a CycleGAN takes seconds per view on a CPU) never starves
+the student; with ``--resume`` or an identical run the cached views are reused.
+
 Losses: L1 + Laplacian-pyramid structure against the teacher; temporal consistency on synthetic
 known motion (``S(warp(x)) ≈ warp(S(x))``, which makes students steadier than their teachers);
 optionally a conditional PatchGAN with spectral norm and feature matching through 1×1 adapters
@@ -37,7 +42,6 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -54,7 +58,7 @@ from .data import ImageSet, ViewCache, ViewSpec, make_view, to_uint8
 from .evaluate import EvalSet, build_eval_set, image_metrics, speed_metrics, student_outputs, teacher_outputs
 from .losses import (FeatureAdapter, PatchDiscriminator, d_hinge_loss, feature_loss, g_hinge_loss,
                      laplacian_loss, random_affine, temporal_loss, warp)
-from .teachers import Teacher, TeacherError, load_teacher
+from .teachers import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 
