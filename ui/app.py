@@ -14,22 +14,9 @@ import sys
 from pathlib import Path
 
 from realtime.errors import DeviceError, InputError
+from ui.args import add_pipeline_arguments, parse_size, pipeline_config
 
 log = logging.getLogger("stylecam.ui")
-
-
-def parse_size(text: str | None, flag: str = "--size") -> tuple[int, int] | None:
-    """``"640x480"`` → ``(640, 480)``; ``None`` stays ``None``."""
-    if text is None:
-        return None
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"{flag} {text}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if not (16 <= w <= 7680 and 16 <= h <= 4320):
-        raise InputError(f"{flag} {text}: width and height must be between 16 and 7680x4320")
-    return w, h
 
 
 def add_live_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,29 +29,9 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--size", metavar="WxH", help="camera resolution to ask for, or the size files are scaled to "
                                                   "(e.g. 640x480)")
     g.add_argument("--fps", type=float, metavar="N", help="camera frame rate to ask for")
-    g.add_argument("--style", metavar="NAME", help="style to start with (id, name or pack/id)")
-    g.add_argument("--styles", metavar="DIR", action="append", default=[],
-                   help="extra style pack, or folder of packs (repeatable)")
-    g.add_argument("--person", metavar="T", help="person treatment: style[:NAME], original, blur[:SIGMA], "
-                                                  "image:PATH, color:#RRGGBB")
-    g.add_argument("--background", metavar="T", help="background treatment (same forms as --person)")
-    g.add_argument("--preset", choices=["all", "person", "background", "split", "blur"],
-                   help="region preset (B cycles them in the window; --person/--background win over it)")
-    g.add_argument("--strength", type=float, metavar="0..1", help="style strength (default: last used, else 1)")
-    g.add_argument("--mirror", action="store_true", default=None, help="mirror the picture like a selfie view")
     g.add_argument("--output-dir", metavar="DIR", type=Path,
                    help="folder for recordings and snapshots (default: your videos folder /stylecam)")
-    g.add_argument("--backend", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the network runs; auto picks cuda when it works and says which one runs")
-    g.add_argument("--cpu-engine", choices=["auto", "eager", "compile", "onnxruntime"], default="auto",
-                   help="how the style network runs on the CPU (default: the fastest measured here)")
-    g.add_argument("--internal-size", metavar="WxH", help="resolution the style network runs at "
-                                                           "(default: the pack's)")
-    g.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
-    g.add_argument("--seg-model", choices=["landscape", "square"], default="landscape",
-                   help="MediaPipe selfie segmentation model")
-    g.add_argument("--mask-smoothing", type=float, default=0.5, metavar="F",
-                   help="temporal smoothing of the person mask, 0–0.95")
+    add_pipeline_arguments(g, live=True)
     g.add_argument("--settings", metavar="FILE", type=Path,
                    help="keep settings in this INI file instead of your user settings")
 
@@ -89,26 +56,7 @@ def _explicit(args: argparse.Namespace) -> frozenset[str]:
 
 def build_config(args: argparse.Namespace):
     """The ``PipelineConfig`` the flags describe (bad values raise :class:`InputError`)."""
-    from realtime.composite import PRESETS, Treatment
-    from realtime.pipeline import PipelineConfig
-
-    if not 0.0 <= args.mask_smoothing <= 0.95:
-        raise InputError(f"--mask-smoothing {args.mask_smoothing}: expected a number from 0 to 0.95")
-    cfg = PipelineConfig(style=args.style, styles_dirs=[str(d) for d in args.styles], backend=args.backend,
-                         cpu_engine=args.cpu_engine, internal_size=parse_size(args.internal_size, "--internal-size"),
-                         segmentation=not args.no_segmentation, seg_model=args.seg_model,
-                         mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror))
-    if args.preset:
-        cfg.person, cfg.background = PRESETS[args.preset]
-    if args.person:
-        cfg.person = Treatment.parse(args.person, "--person")
-    if args.background:
-        cfg.background = Treatment.parse(args.background, "--background")
-    if args.strength is not None:
-        if not 0.0 <= args.strength <= 1.0:
-            raise InputError(f"--strength {args.strength}: expected a number from 0 to 1")
-        cfg.strength = args.strength
-    return cfg
+    return pipeline_config(args)
 
 
 def source_request(args: argparse.Namespace):
@@ -125,7 +73,7 @@ def source_request(args: argparse.Namespace):
             spec = str(Path(spec).expanduser())
     if args.fps is not None and not 0 < args.fps <= 240:
         raise InputError(f"--fps {args.fps}: expected a number from 1 to 240")
-    return SourceRequest(spec, parse_size(args.size), args.fps, bool(args.loop))
+    return SourceRequest(spec, parse_size(args.size) if args.size else None, args.fps, bool(args.loop))
 
 
 def registry_user_dir() -> str:

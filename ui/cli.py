@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 
 # MediaPipe's C++ logging would otherwise print INFO/WARNING lines on every start.
@@ -18,60 +17,12 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
 
-from realtime.composite import PRESETS, Treatment
 from realtime.errors import InputError, StylecamError
+from ui.args import add_pipeline_arguments, parse_size, pipeline_config
 
 log = logging.getLogger("stylecam")
 
 SUBCOMMANDS = ("live", "render", "bench", "styles", "distill", "evaluate", "export-onnx", "train-teacher")
-
-
-def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
-    if not m:
-        raise InputError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
-    w, h = int(m.group(1)), int(m.group(2))
-    if not (16 <= w <= 7680 and 16 <= h <= 4320):
-        raise InputError(f"{flag} {text}: width must be 16–7680 and height 16–4320")
-    return w, h
-
-
-def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags shared by render, bench and live that shape the pipeline."""
-    p.add_argument("--style", help="style to use (id, name or pack/id); default: the first available")
-    p.add_argument("--styles", action="append", default=[], metavar="DIR",
-                   help="extra style pack, or folder of packs (repeatable)")
-    p.add_argument("--person", default=None, metavar="T",
-                   help="person treatment: original | style[:NAME] | blur[:SIGMA] | image:PATH | color:#RRGGBB")
-    p.add_argument("--background", default=None, metavar="T", help="background treatment (same forms as --person)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="region preset (overridden by --person/--background)")
-    p.add_argument("--strength", type=float, default=1.0, help="mix with the original, 0–1 (default 1)")
-    p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--cpu-engine", choices=("auto", "eager", "compile", "onnxruntime"), default="auto",
-                   help="how the student runs on the CPU (default: the fastest measured here)")
-    p.add_argument("--internal-size", metavar="WxH", help="resolution the student runs at (default: the pack's)")
-    p.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
-    p.add_argument("--seg-model", choices=("landscape", "square"), default="landscape")
-    p.add_argument("--mask-smoothing", type=float, default=0.5, help="temporal mask smoothing, 0–0.95")
-    p.add_argument("--mirror", action="store_true", help="flip horizontally")
-
-
-def pipeline_config(args: argparse.Namespace):
-    from realtime.pipeline import PipelineConfig
-
-    person, background = PRESETS[args.preset] if getattr(args, "preset", None) else PRESETS["all"]
-    if getattr(args, "person", None):
-        person = Treatment.parse(args.person, "--person")
-    if getattr(args, "background", None):
-        background = Treatment.parse(args.background, "--background")
-    if not 0.0 <= args.strength <= 1.0:
-        raise InputError(f"--strength {args.strength}: expected a number from 0 to 1")
-    return PipelineConfig(
-        style=args.style, styles_dirs=list(args.styles), person=person, background=background,
-        strength=args.strength, backend=args.backend, cpu_engine=args.cpu_engine,
-        internal_size=parse_size(args.internal_size, "--internal-size") if args.internal_size else None,
-        segmentation=not args.no_segmentation, seg_model=args.seg_model,
-        mask_smoothing=args.mask_smoothing, mirror=args.mirror)
 
 
 # ---- render -------------------------------------------------------------------------------
