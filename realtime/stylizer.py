@@ -98,6 +98,8 @@ class OrtEngine:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # Spinning intra-op threads would steal the cores segmentation and capture need between runs.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(export_onnx_bytes(net, h, w), so, providers=["CPUExecutionProvider"])
         self.hw = (h, w)
 
