@@ -5,7 +5,7 @@ style-weight matrix ``[N, S]``: a one-hot row selects a style, a soft row blends
 (cross-fades, style mixes). Networks are built by registry name and width so a style pack
 can say what it holds::
 
-    net = build_student("cin-resnet-s", width=16, num_styles=11)
+    net = build_student("cin-resnet-sc", width=16, num_styles=11)
 """
 
 from __future__ import annotations
@@ -107,11 +107,13 @@ class StudentSpec:
     blocks: int
     separable: bool
     description: str
+    colour: bool = False  # sees absolute colour: a per-style 3×4 colour map and image statistics
 
 
 REGISTRY: dict[str, StudentSpec] = {
     "cin-resnet-xs": StudentSpec(3, True, "3 separable residual blocks; fastest"),
-    "cin-resnet-s": StudentSpec(4, True, "4 separable residual blocks; the live default"),
+    "cin-resnet-s": StudentSpec(4, True, "4 separable residual blocks"),
+    "cin-resnet-sc": StudentSpec(4, True, "cin-resnet-s plus absolute-colour paths; the live default", colour=True),
     "cin-resnet-d2": StudentSpec(2, False, "2 dense residual blocks"),
     "cin-resnet-m": StudentSpec(5, False, "5 dense residual blocks; GPU quality"),
 }
@@ -130,7 +132,7 @@ class StudentNet(nn.Module):
         style_w: ``[N, S]``; output: ``[N, 3, H, W]`` in [0, 1].
     """
 
-    def __init__(self, arch: str = "cin-resnet-s", width: int = 16, num_styles: int = 1):
+    def __init__(self, arch: str = "cin-resnet-sc", width: int = 16, num_styles: int = 1):
         super().__init__()
         if arch not in REGISTRY:
             raise ValueError(f"unknown student architecture {arch!r}; expected one of {sorted(REGISTRY)}")
@@ -146,15 +148,32 @@ class StudentNet(nn.Module):
         self.head = nn.Conv2d(2 * w, 12, 3, 1, 1, padding_mode="reflect")  # unfolded to [3, H, W]
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.colour = spec.colour
+        if spec.colour:
+            # Instance norm discards a picture's overall level and tint, which is most of a colour
+            # grade. These two paths give it back: a per-style affine map of the raw input added to
+            # the change, and the image's channel means and spreads fed into the first features.
+            self.colour_map = nn.Parameter(torch.zeros(s, 12))  # [S, 3×4]
+            self.stats = nn.Linear(6, 2 * w)
+            nn.init.zeros_(self.stats.weight)
+            nn.init.zeros_(self.stats.bias)
 
     def delta(self, x: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
         """The bounded change the style makes, ``[N, 3, H, W]`` in (-1, 1) (``x`` padded to ×4)."""
         f = self.enc1(F.pixel_unshuffle(x, 2), style_w)  # [N, 2w, H/2, W/2]
+        if self.colour:
+            mean = x.mean((2, 3))  # [N, 3]
+            spread = (x * x).mean((2, 3)).sub(mean * mean).clamp_min(1e-8).sqrt()
+            f = f + self.stats(torch.cat([mean, spread], 1))[:, :, None, None]
         f = self.enc2(f, style_w)  # [N, 4w, H/4, W/4]
         for blk in self.blocks:
             f = blk(f, style_w)
         f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w)  # [N, 2w, H/2, W/2]
-        return torch.tanh(F.pixel_shuffle(self.head(f), 2))  # [N, 3, H, W]
+        d = F.pixel_shuffle(self.head(f), 2)  # [N, 3, H, W]
+        if self.colour:
+            m = (style_w.to(self.colour_map.dtype) @ self.colour_map).to(x.dtype).view(-1, 3, 4)  # [N, 3, 4]
+            d = d + torch.einsum("nij,njhw->nihw", m[:, :, :3], x) + m[:, :, 3, None, None]
+        return torch.tanh(d)
 
     def forward(self, x: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -167,7 +186,7 @@ class StudentNet(nn.Module):
         return {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
 
 
-def build_student(arch: str = "cin-resnet-s", width: int = 16, num_styles: int = 1) -> StudentNet:
+def build_student(arch: str = "cin-resnet-sc", width: int = 16, num_styles: int = 1) -> StudentNet:
     """Build a student by registry name (see :data:`REGISTRY`)."""
     return StudentNet(arch, width, num_styles)
 

@@ -100,7 +100,7 @@ class DistillConfig:
     pack_name: str = ""
     description: str = ""
     license: str = ""
-    arch: str = "cin-resnet-s"
+    arch: str = "cin-resnet-sc"
     width: int = 16
     steps: int | None = None
     minutes: float | None = None

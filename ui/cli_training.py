@@ -202,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", help="pack licence (default: the teachers')")
     p.add_argument("--teacher-license", metavar="TEXT", help="the teacher's licence, recorded in the pack")
     p.add_argument("--teacher-source", metavar="TEXT", help="where the teacher came from, recorded in the pack")
-    p.add_argument("--arch", default="cin-resnet-s", choices=sorted(REGISTRY),
+    p.add_argument("--arch", default="cin-resnet-sc", choices=sorted(REGISTRY),
                    help="student architecture (default cin-resnet-s, the live default)")
     p.add_argument("--width", type=int, default=16, help="student width (default 16)")
     lim = p.add_mutually_exclusive_group()

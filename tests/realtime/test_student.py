@@ -50,7 +50,7 @@ def test_unknown_arch_is_a_clear_error():
 
 
 def test_live_student_is_under_a_hundredth_of_the_teacher():
-    for arch in ("cin-resnet-xs", "cin-resnet-s"):
+    for arch in ("cin-resnet-xs", "cin-resnet-s", "cin-resnet-sc"):
         macs = count_macs(build_student(arch, 16, 12), 256, 256)
         assert macs * 100 <= TEACHER_GMACS_256 * 1e9, (arch, macs)
 
@@ -71,3 +71,35 @@ def test_norm_impl_hook_is_used():
     finally:
         set_norm_impl(None)
     assert len(calls) == 2 + 2 * REGISTRY["cin-resnet-xs"].blocks + 1
+
+
+def test_colour_student_learns_a_global_grade():
+    """The absolute-colour paths can express a colour grade that instance norm alone cannot."""
+    torch.manual_seed(0)
+    net = build_student("cin-resnet-sc", 8, 1)
+    x = torch.rand(4, 3, 32, 32)
+    target = (x * torch.tensor([1.1, 0.9, 0.6]).view(1, 3, 1, 1) + 0.05).clamp(0, 1)  # warm, faded
+    opt = torch.optim.Adam(net.parameters(), 3e-2)
+    w = style_weights(0, 1, batch=4)
+    for _ in range(150):
+        loss = (net(x, w) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.02
+
+
+def test_colour_student_exports_to_onnx_and_matches(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from realtime.stylizer import export_onnx_bytes
+
+    net = build_student("cin-resnet-sc", 8, 2).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x, w = torch.rand(1, 3, 48, 64), style_weights(1, 2)
+    sess = ort.InferenceSession(export_onnx_bytes(net, 48, 64), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"image": x.numpy(), "style_weights": w.numpy()})[0]
+    assert np.abs(y - net(x, w).detach().numpy()).max() < 1e-4

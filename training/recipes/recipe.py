@@ -10,7 +10,7 @@ A recipe is plain JSON::
                  "options": {"inputs": {"style_weights": "onehot:23"}}}],
      "data": {"train": ["skimage:astronaut,rocket"], "held_out": ["matplotlib:grace_hopper.jpg"],
               "licenses": {"skimage": "...", ...}},
-     "distill": {"arch": "cin-resnet-s", "width": 16, "minutes": 30},
+     "distill": {"arch": "cin-resnet-sc", "width": 16, "minutes": 30},
      "targets": {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5},
      "min_styles": 1}
 """
@@ -146,7 +146,7 @@ def load_recipe(path: str | Path) -> Recipe:
     unknown = sorted(set(distill) - DISTILL_KEYS)
     if unknown:
         raise RecipeError(f"{where}: unknown distill setting(s) {unknown}; known: {sorted(DISTILL_KEYS)}")
-    if distill.get("arch", "cin-resnet-s") not in REGISTRY:
+    if distill.get("arch", "cin-resnet-sc") not in REGISTRY:
         raise RecipeError(f"{where}: distill.arch must be one of {sorted(REGISTRY)}")
     targets = raw.get("targets") or {}
     if not isinstance(targets, dict) or set(targets) - TARGET_KEYS:
