@@ -58,6 +58,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not (args.preset or args.person or args.background):
         args.preset = "blur"  # the live default case: segmentation on, styled person, blurred background
     cfg = pipeline_config(args)
+    untrained = None
+    if not args.style and not _styles_installed(cfg):
+        # Speed does not depend on the weights: time an untrained student of the default architecture.
+        untrained = _untrained_pack()
+        cfg.styles_dirs = [str(untrained)]
+        print("no styles installed: timing an untrained cin-resnet-sc student (speed does not depend on "
+              "its weights)", file=sys.stderr)
     size = parse_size(args.size)
     if args.frames < 10:
         raise InputError(f"--frames {args.frames}: expected at least 10")
@@ -72,12 +79,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = run_bench(cfg, args.source, size, frames=args.frames, warmup=args.warmup,
                     compare_engines=not args.no_engine_compare, baselines=baselines,
                     progress=lambda m: print(m, file=sys.stderr))
+    res["student"] = "untrained (no style installed)" if untrained else "style pack"
     text = json.dumps(res, indent=2)
     if out is not None:
         out.write_text(text + "\n")
         print(f"wrote {out}", file=sys.stderr)
     print(text)
     return 0
+
+
+def _styles_installed(cfg) -> bool:
+    from realtime.styles import StyleRegistry
+
+    return len(StyleRegistry(cfg.styles_dirs)) > 0
+
+
+def _untrained_pack():
+    import tempfile
+
+    from realtime.student import build_student
+    from realtime.styles import save_pack
+
+    path = Path(tempfile.mkdtemp(prefix="stylecam-bench-")) / "untrained"
+    net = build_student("cin-resnet-sc", 16, 1)
+    return save_pack(path, net, {"name": "untrained", "description": "untrained student for timing only",
+                                 "license": "none", "resolution": [320, 240],
+                                 "styles": [{"id": "untrained", "name": "Untrained"}]})
 
 
 # ---- styles -------------------------------------------------------------------------------

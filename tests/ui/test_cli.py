@@ -152,3 +152,16 @@ def test_bench_json(env, tmp_path):
         assert key in res
     assert res["fps_median"] > 0 and res["latency_ms_p95"] >= res["latency_ms_p50"] > 0
     assert res["stages_ms"]["segment"] > 0 and res["backend"] == "cpu"
+
+
+def test_bench_without_styles_times_an_untrained_student(env, tmp_path, monkeypatch, capsys):
+    import realtime.styles as styles
+
+    monkeypatch.setattr(styles, "SHIPPED_STYLES", tmp_path / "none")
+    _, clip = env
+    out = tmp_path / "bench.json"
+    assert run_cli("bench", "--source", clip, "--size", "160x120", "--frames", "10", "--warmup", "1",
+                   "--json", out, "--no-engine-compare") == 0
+    res = json.loads(out.read_text())
+    assert res["student"].startswith("untrained") and res["stages_ms"]["stylize"] > 0
+    assert "no styles installed" in capsys.readouterr().err
