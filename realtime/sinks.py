@@ -796,6 +796,8 @@ def _main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from .sizes import parse_size
+
     parser = argparse.ArgumentParser(prog="python -m realtime.sinks", description="Benchmark the recorder.")
     parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300)
@@ -806,9 +808,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--size {args.size}: expected WxH, e.g. 640x480")
+        w, h = parse_size(args.size)
+    except InputError as exc:
+        parser.error(str(exc))
     try:
         result = bench_recorder((w, h), args.frames, args.fps, args.codec, args.source, preset=args.preset)
     except (InputError, DeviceError) as exc:

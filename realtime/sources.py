@@ -961,6 +961,8 @@ def _main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from .sizes import parse_size
+
     parser = argparse.ArgumentParser(prog="python -m realtime.sources", description="Benchmark frame sources.")
     parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300)
@@ -971,9 +973,9 @@ def _main(argv: list[str] | None = None) -> int:
         print(json.dumps({"cameras": list_cameras()}))
         return 0
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--size {args.size}: expected WxH, e.g. 640x480")
+        w, h = parse_size(args.size)
+    except InputError as exc:
+        parser.error(str(exc))
     text = json.dumps(bench_sources((w, h), args.frames), indent=2)
     print(text)
     if args.json:

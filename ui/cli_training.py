@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from realtime.errors import InputError, StylecamError
+from realtime.sizes import parse_size
 from realtime.student import REGISTRY
 
 
@@ -82,7 +83,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         s.source = s.source or (args.teacher_source or "")
     if args.steps is None and args.minutes is None:
         args.minutes = 30.0
-    vw, vh = _parse_size(args.view, "--view") if args.view else (192, 144)
+    vw, vh = parse_size(args.view, "--view") if args.view else (192, 144)
     cfg = DistillConfig(
         out=args.out, data=args.data, styles=styles, pack_name=args.name or "", description=args.description or "",
         license=args.license or "", arch=args.arch, width=args.width, steps=args.steps, minutes=args.minutes,
@@ -111,16 +112,6 @@ def _cmd_distill(args: argparse.Namespace) -> int:
               f"{m['ewarp_teacher']:.5f}, {m['gmacs_640x480']:.3f} GMACs, {m['cpu_ms_640x480']:.1f} ms")
     print(f"style pack written to {out}")
     return 0
-
-
-def _parse_size(text: str, flag: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 192x144") from None
-    if w < 16 or h < 16:
-        raise InputError(f"{flag} {text!r}: both sides must be at least 16")
-    return w, h
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +150,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from training.export import export_onnx
 
-    size = _parse_size(args.size, "--size") if args.size else None
+    size = parse_size(args.size, "--size") if args.size else None
     path = export_onnx(args.pack, args.output, opset=args.opset, size=size)
     print(f"wrote {path}")
     return 0
