@@ -617,15 +617,19 @@ def save_snapshot(frame: np.ndarray, path_or_dir: str | os.PathLike[str], prefix
     return target
 
 
-def _unique_name(directory: Path, prefix: str) -> Path:
-    now = _dt.datetime.now()
-    stem = f"{prefix}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
-    candidate = directory / f"{stem}.png"
-    n = 1
+def free_path(directory: Path, stem: str, suffix: str, first: int = 1) -> Path:
+    """``directory/stem+suffix``, or ``stem-N+suffix`` (N from ``first``) when that name is taken."""
+    candidate = directory / f"{stem}{suffix}"
+    n = first
     while candidate.exists():
-        candidate = directory / f"{stem}-{n}.png"
+        candidate = directory / f"{stem}-{n}{suffix}"
         n += 1
     return candidate
+
+
+def _unique_name(directory: Path, prefix: str) -> Path:
+    now = _dt.datetime.now()
+    return free_path(directory, f"{prefix}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}", ".png")
 
 
 class SnapshotWriter:

@@ -101,13 +101,10 @@ def _save_snapshot(frame: np.ndarray, directory: Path) -> Path:
 
 def recording_path(directory: Path, now: datetime | None = None) -> Path:
     """``<directory>/stylecam-YYYYmmdd-HHMMSS.mkv``, numbered when that name is taken."""
+    from realtime.sinks import free_path
+
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    path = directory / f"stylecam-{stamp}.mkv"
-    n = 2
-    while path.exists():
-        path = directory / f"stylecam-{stamp}-{n}.mkv"
-        n += 1
-    return path
+    return free_path(directory, f"stylecam-{stamp}", ".mkv", first=2)
 
 
 class PipelineWorker(QObject):
