@@ -108,15 +108,22 @@ class StudentSpec:
     separable: bool
     description: str
     colour: bool = False  # sees absolute colour: a per-style 3×4 colour map and image statistics
+    skip: bool = False  # the half-scale encoder features are added back in the decoder (U-Net style)
+    context: bool = False  # image statistics and pooled trunk features steer the decoder (after the last norm)
 
 
 REGISTRY: dict[str, StudentSpec] = {
     "cin-resnet-xs": StudentSpec(3, True, "3 separable residual blocks; fastest"),
     "cin-resnet-s": StudentSpec(4, True, "4 separable residual blocks"),
-    "cin-resnet-sc": StudentSpec(4, True, "cin-resnet-s plus absolute-colour paths; the live default", colour=True),
+    "cin-resnet-sc": StudentSpec(4, True, "cin-resnet-s plus absolute-colour paths", colour=True),
+    "cin-unet-sc": StudentSpec(4, True, "cin-resnet-sc plus a half-scale skip path for fine detail and a "
+                               "global-context path for image-dependent tone", colour=True, skip=True, context=True),
     "cin-resnet-d2": StudentSpec(2, False, "2 dense residual blocks"),
     "cin-resnet-m": StudentSpec(5, False, "5 dense residual blocks; GPU quality"),
 }
+
+DEFAULT_ARCH = "cin-resnet-sc"
+"""The architecture new students get unless told otherwise (the live default)."""
 
 
 class StudentNet(nn.Module):
@@ -132,7 +139,7 @@ class StudentNet(nn.Module):
         style_w: ``[N, S]``; output: ``[N, 3, H, W]`` in [0, 1].
     """
 
-    def __init__(self, arch: str = "cin-resnet-sc", width: int = 16, num_styles: int = 1):
+    def __init__(self, arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1):
         super().__init__()
         if arch not in REGISTRY:
             raise ValueError(f"unknown student architecture {arch!r}; expected one of {sorted(REGISTRY)}")
@@ -148,27 +155,38 @@ class StudentNet(nn.Module):
         self.head = nn.Conv2d(2 * w, 12, 3, 1, 1, padding_mode="reflect")  # unfolded to [3, H, W]
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        self.colour = spec.colour
+        self.colour, self.skip, self.context = spec.colour, spec.skip, spec.context
         if spec.colour:
             # Instance norm discards a picture's overall level and tint, which is most of a colour
             # grade. These two paths give it back: a per-style affine map of the raw input added to
-            # the change, and the image's channel means and spreads fed into the first features.
+            # the change, and the image's channel means and spreads fed into the features — into the
+            # first ones, or (``context``) after the decoder's norm, where no later norm can erase them,
+            # together with the trunk's pooled features, so the tone can depend on the whole picture.
             self.colour_map = nn.Parameter(torch.zeros(s, 12))  # [S, 3×4]
-            self.stats = nn.Linear(6, 2 * w)
+            self.stats = nn.Linear(6 + (4 * w if spec.context else 0), 2 * w)
             nn.init.zeros_(self.stats.weight)
             nn.init.zeros_(self.stats.bias)
 
     def delta(self, x: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
         """The bounded change the style makes, ``[N, 3, H, W]`` in (-1, 1) (``x`` padded to ×4)."""
         f = self.enc1(F.pixel_unshuffle(x, 2), style_w)  # [N, 2w, H/2, W/2]
+        stats = None
         if self.colour:
             mean = x.mean((2, 3))  # [N, 3]
             spread = (x * x).mean((2, 3)).sub(mean * mean).clamp_min(1e-8).sqrt()
-            f = f + self.stats(torch.cat([mean, spread], 1))[:, :, None, None]
+            stats = torch.cat([mean, spread], 1)  # [N, 6]
+            if not self.context:
+                f = f + self.stats(stats)[:, :, None, None]
+        f1 = f if self.skip else None
         f = self.enc2(f, style_w)  # [N, 4w, H/4, W/4]
         for blk in self.blocks:
             f = blk(f, style_w)
-        f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w)  # [N, 2w, H/2, W/2]
+        # [N, 2w, H/2, W/2]; with the skip path the half-scale encoder features come back here, so
+        # detail the quarter-scale trunk cannot hold (sharpening, grain, fine edges) reaches the head.
+        g = self.stats(torch.cat([stats, f.mean((2, 3))], 1))[:, :, None, None] if self.context else None
+        f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w, residual=f1)
+        if g is not None:
+            f = f + g
         d = F.pixel_shuffle(self.head(f), 2)  # [N, 3, H, W]
         if self.colour:
             m = (style_w.to(self.colour_map.dtype) @ self.colour_map).to(x.dtype).view(-1, 3, 4)  # [N, 3, 4]
@@ -186,7 +204,7 @@ class StudentNet(nn.Module):
         return {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
 
 
-def build_student(arch: str = "cin-resnet-sc", width: int = 16, num_styles: int = 1) -> StudentNet:
+def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1) -> StudentNet:
     """Build a student by registry name (see :data:`REGISTRY`)."""
     return StudentNet(arch, width, num_styles)
 

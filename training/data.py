@@ -238,6 +238,8 @@ class ViewSpec:
     scale_jitter: float = 0.5  # log2 range of random zoom around the frame scale
     noise: float = 0.02  # max std of added sensor-like noise (0..1 units, at the teacher's scale)
     color_jitter: float = 0.1
+    gray: float = 0.0  # probability that a view is turned to grey (black-and-white pictures and cameras)
+    tone: float = 0.0  # white-balance and gamma jitter: per-channel gains and a gamma within 2^±tone
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -309,6 +311,13 @@ def sample_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> to
         gray = x.mean(dim=1, keepdim=True)
         x = (gray + (x - gray) * s)
         x = (x - x.mean()) * c + x.mean() * b
+    if spec.tone > 0:
+        # Other lights and exposures than the photos were taken in: the teacher's answer to them is
+        # what a student needs to see to generalise beyond a handful of pictures.
+        gains = torch.tensor(2.0 ** rng.uniform(-spec.tone / 2, spec.tone / 2, 3), dtype=x.dtype).view(1, 3, 1, 1)
+        x = x.clamp(0, 1).pow(float(2.0 ** rng.uniform(-spec.tone, spec.tone))) * gains
+    if spec.gray > 0 and rng.random() < spec.gray:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x).contiguous()
     if spec.noise > 0:
         sigma = rng.uniform(0, spec.noise)
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 31)))
@@ -387,12 +396,16 @@ class ViewCache:
               ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
         """Random ``crop×crop`` patches of views ``idx`` and their targets for style rows ``style``.
 
+        A ``crop`` of 0 (or one at least as large as the view) takes whole views: a teacher whose
+        output depends on the whole frame (instance norm) is only matched on whole frames.
+
         Offsets are multiples of 4 so cached features stay aligned with the student's 1/4 grid.
 
         Shape:
             returns ``x, y``: ``[B, 3, crop, crop]`` float in [0, 1], and (when features are cached)
             one ``[C, crop/4, crop/4]`` teacher feature map per sample, else ``None``.
         """
+        crop = crop or max(self.h, self.w)
         ch, cw = min(crop, self.h) // 4 * 4, min(crop, self.w) // 4 * 4
         xs, ys, fs = [], [], []
         for i, s in zip(idx, style):

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime.errors import InputError
-from realtime.student import REGISTRY, StudentNet, build_student
+from realtime.student import DEFAULT_ARCH, REGISTRY, StudentNet, build_student
 from realtime.styles import save_pack
 
 from .data import ImageSet, ViewCache, ViewSpec, make_view, to_uint8
@@ -97,10 +97,11 @@ class DistillConfig:
     out: str
     data: list[str]
     styles: list[StyleSpec]
+    held_out: list[str] = field(default_factory=list)  # evaluation pictures; default: a split of ``data``
     pack_name: str = ""
     description: str = ""
     license: str = ""
-    arch: str = "cin-resnet-sc"
+    arch: str = DEFAULT_ARCH
     width: int = 16
     steps: int | None = None
     minutes: float | None = None
@@ -117,6 +118,8 @@ class DistillConfig:
     scale_jitter: float = 0.5
     noise: float = 0.02
     color_jitter: float = 0.1
+    gray: float = 0.0
+    tone: float = 0.0
     cache_views: int = 384
     initial_views: int = 16
     teacher_share: float = 0.4  # at most this fraction of the wall time goes to growing the cache
@@ -314,12 +317,17 @@ def _validate(cfg: DistillConfig) -> None:
         raise DistillError("give exactly one of --steps N or --minutes M")
     if (cfg.steps is not None and cfg.steps < 1) or (cfg.minutes is not None and cfg.minutes <= 0):
         raise DistillError("--steps / --minutes must be positive")
-    if cfg.batch < 1 or cfg.crop < 16:
-        raise DistillError(f"--batch must be >= 1 and --crop >= 16 (got {cfg.batch}, {cfg.crop})")
+    if cfg.batch < 1 or (cfg.crop and cfg.crop < 16) or cfg.crop < 0:
+        raise DistillError(f"--batch must be >= 1 and --crop 0 (whole views) or >= 16 (got {cfg.batch}, {cfg.crop})")
     if cfg.view_width % 4 or cfg.view_height % 4 or cfg.crop % 4:
         raise DistillError(f"--view {cfg.view_width}x{cfg.view_height} and --crop {cfg.crop} must be multiples of 4")
     if cfg.crop > min(cfg.view_width, cfg.view_height):
-        raise DistillError(f"--crop {cfg.crop} exceeds the view size {cfg.view_width}x{cfg.view_height}")
+        raise DistillError(f"--crop {cfg.crop} exceeds the view size {cfg.view_width}x{cfg.view_height} "
+                           f"(--crop 0 trains on whole views)")
+    if not 0 <= cfg.gray <= 1:
+        raise DistillError(f"--gray {cfg.gray}: expected a probability in 0..1")
+    if not 0 <= cfg.tone <= 2:
+        raise DistillError(f"--tone {cfg.tone}: expected 0..2 (log2 range of gamma and white-balance jitter)")
     if not 0.25 <= cfg.teacher_scale <= 8:
         raise DistillError(f"--teacher-scale {cfg.teacher_scale}: expected 0.25..8")
     if cfg.cache_views < 1 or cfg.initial_views < 1:
@@ -350,12 +358,17 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     for st, t in zip(cfg.styles, teachers):
         log.info("style %s: teacher %s — %s", st.id, t.name, t.describe)
     images = ImageSet(cfg.data)
-    train_items, held_items = images.split()
-    log.info("data: %d pictures (%d for training, %d held out)%s", len(images), len(train_items),
-             len(held_items), f"; skipped {len(images.skipped)}" if images.skipped else "")
+    if cfg.held_out:
+        held_images = ImageSet(cfg.held_out)
+        train_items, held_items = list(images.items), list(held_images.items)
+    else:
+        held_images = images
+        train_items, held_items = images.split()
+    log.info("data: %d pictures for training, %d held out%s", len(train_items), len(held_items),
+             f"; skipped {len(images.skipped)}" if images.skipped else "")
 
     spec = ViewSpec(cfg.view_width, cfg.view_height, cfg.frame_width, cfg.teacher_scale, cfg.scale_jitter,
-                    cfg.noise, cfg.color_jitter)
+                    cfg.noise, cfg.color_jitter, cfg.gray, cfg.tone)
     cache_key = {"teachers": [[t.sha256, t.options] for t in teachers], "data": [it.label for it in train_items],
                  "spec": dataclasses.asdict(spec), "seed": cfg.seed, "version": 1}
     S = len(cfg.styles)
@@ -408,7 +421,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     disc_plain = disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
 
     # Evaluation set and the teacher's outputs on it (cached; computed once per teacher).
-    es = build_eval_set(images, held_items, cfg.frame_width, cfg.teacher_scale, cfg.eval_frames,
+    es = build_eval_set(held_images, held_items, cfg.frame_width, cfg.teacher_scale, cfg.eval_frames,
                         cfg.eval_clips, cfg.clip_len)
     t_evals: list[dict] | None = None
 

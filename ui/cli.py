@@ -63,7 +63,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         # Speed does not depend on the weights: time an untrained student of the default architecture.
         untrained = _untrained_pack()
         cfg.styles_dirs = [str(untrained)]
-        print("no styles installed: timing an untrained cin-resnet-sc student (speed does not depend on "
+        print(f"no styles installed: timing an untrained {DEFAULT_ARCH} student (speed does not depend on "
               "its weights)", file=sys.stderr)
     size = parse_size(args.size)
     if args.frames < 10:
@@ -101,7 +101,7 @@ def _untrained_pack():
     from realtime.styles import save_pack
 
     path = Path(tempfile.mkdtemp(prefix="stylecam-bench-")) / "untrained"
-    net = build_student("cin-resnet-sc", 16, 1)
+    net = build_student(DEFAULT_ARCH, 16, 1)
     return save_pack(path, net, {"name": "untrained", "description": "untrained student for timing only",
                                  "license": "none", "resolution": [320, 240],
                                  "styles": [{"id": "untrained", "name": "Untrained"}]})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from realtime.errors import InputError, StylecamError
 from realtime.sizes import parse_size
-from realtime.student import REGISTRY
+from realtime.student import DEFAULT_ARCH, REGISTRY
 
 
 def _teacher_options(args: argparse.Namespace, include_scale: bool = False) -> dict:
@@ -85,11 +85,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         args.minutes = 30.0
     vw, vh = parse_size(args.view, "--view") if args.view else (192, 144)
     cfg = DistillConfig(
-        out=args.out, data=args.data, styles=styles, pack_name=args.name or "", description=args.description or "",
+        out=args.out, data=args.data, held_out=args.held_out or [], styles=styles, pack_name=args.name or "", description=args.description or "",
         license=args.license or "", arch=args.arch, width=args.width, steps=args.steps, minutes=args.minutes,
         batch=args.batch, crop=args.crop, lr=args.lr, frame_width=args.frame_width, view_width=vw, view_height=vh,
         teacher_scale=args.teacher_scale if args.teacher_scale is not None else 2.0, cache_views=args.cache_views,
-        initial_views=min(args.cache_views, 16), w_temporal=args.temporal_weight, w_adv=args.adv_weight,
+        initial_views=min(args.cache_views, 16), gray=args.gray, tone=args.tone, w_temporal=args.temporal_weight,
+        w_adv=args.adv_weight,
         w_feature=args.feature_weight, eval_every=args.eval_every, seed=args.seed, device=args.device,
         resume=args.resume, progress=not args.no_progress)
     try:
@@ -183,6 +184,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="PATH", help="teacher model (default for every --style)")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="image folders, images, videos, or skimage: for the photos bundled with scikit-image")
+    p.add_argument("--held-out", nargs="+", metavar="PATH",
+                   help="pictures to evaluate on, never trained on (default: a split of --data)")
     p.add_argument("--out", required=True, metavar="DIR", help="the style pack to write (run files go in DIR/run)")
     p.add_argument("--style", action="append", metavar="ID[:KEY=VALUE,...]",
                    help="a style row (repeatable). Keys: name, teacher, license, source, range, layout, fixed, "
@@ -193,15 +196,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", help="pack licence (default: the teachers')")
     p.add_argument("--teacher-license", metavar="TEXT", help="the teacher's licence, recorded in the pack")
     p.add_argument("--teacher-source", metavar="TEXT", help="where the teacher came from, recorded in the pack")
-    p.add_argument("--arch", default="cin-resnet-sc", choices=sorted(REGISTRY),
-                   help="student architecture (default cin-resnet-s, the live default)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=sorted(REGISTRY),
+                   help=f"student architecture (default {DEFAULT_ARCH}, the live default)")
     p.add_argument("--width", type=int, default=16, help="student width (default 16)")
     lim = p.add_mutually_exclusive_group()
     lim.add_argument("--minutes", type=float, help="train for this long, teacher time included (default 30)")
     lim.add_argument("--steps", type=int, help="train for this many steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
-    p.add_argument("--crop", type=int, default=128, help="crop size in student pixels (default 128)")
+    p.add_argument("--crop", type=int, default=128,
+                   help="crop size in student pixels (default 128; 0: whole views, for teachers whose output "
+                        "depends on the whole frame)")
+    p.add_argument("--gray", type=float, default=0.0, help="share of views turned to grey (default 0)")
+    p.add_argument("--tone", type=float, default=0.0,
+                   help="white-balance and gamma jitter of views, log2 range (default 0: off)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--frame-width", type=int, default=320,
                    help="width of a camera frame at the student's scale, the live internal resolution (default 320)")

@@ -50,7 +50,7 @@ def test_unknown_arch_is_a_clear_error():
 
 
 def test_live_student_is_under_a_hundredth_of_the_teacher():
-    for arch in ("cin-resnet-xs", "cin-resnet-s", "cin-resnet-sc"):
+    for arch in ("cin-resnet-xs", "cin-resnet-s", "cin-resnet-sc", "cin-unet-sc"):
         macs = count_macs(build_student(arch, 16, 12), 256, 256)
         assert macs * 100 <= TEACHER_GMACS_256 * 1e9, (arch, macs)
 
@@ -89,13 +89,31 @@ def test_colour_student_learns_a_global_grade():
     assert loss.item() < 0.02
 
 
-def test_colour_student_exports_to_onnx_and_matches(tmp_path):
+def test_context_student_learns_an_image_dependent_tone():
+    """A tone change that depends on the whole picture (dark pictures brightened, bright ones darkened)."""
+    torch.manual_seed(0)
+    net = build_student("cin-unet-sc", 8, 1)
+    x = torch.rand(8, 3, 32, 32) * torch.linspace(0.3, 1.0, 8).view(8, 1, 1, 1)
+    target = (x + 0.4 * (0.45 - x.mean((1, 2, 3), keepdim=True))).clamp(0, 1)
+    opt = torch.optim.Adam(net.parameters(), 2e-2)
+    w = style_weights(0, 1, batch=8)
+    for _ in range(200):
+        loss = (net(x, w) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    shift = (target - x).abs().mean().item()
+    assert loss.item() < 0.25 * shift, (loss.item(), shift)
+
+
+@pytest.mark.parametrize("arch", ["cin-resnet-sc", "cin-unet-sc"])
+def test_colour_student_exports_to_onnx_and_matches(tmp_path, arch):
     import numpy as np
     import onnxruntime as ort
 
     from realtime.stylizer import export_onnx_bytes
 
-    net = build_student("cin-resnet-sc", 8, 2).eval()
+    net = build_student(arch, 8, 2).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.1)

@@ -73,3 +73,33 @@ def test_views_scale_and_cache_roundtrip(tmp_path):
     xb, yb, fb = c2.batch(np.array([0, 0]), np.array([0, 0]), 32, np.random.default_rng(0))
     assert xb.shape == (2, 3, 32, 32) and fb is None
     assert float((yb - (1 - xb)).abs().max()) <= 2 / 255  # uint8 storage
+
+
+def test_whole_view_batches_and_grey_views(tmp_path):
+    s = ImageSet(["skimage:astronaut"])
+    c = ViewCache(tmp_path, {"k": 2}, 2, 36, 48, 1)
+    x, ts, _ = make_view(s, s.items, ViewSpec(width=48, height=36, frame_width=64), 0, 0, [lambda v: 1 - v])
+    c.add(x, ts)
+    xb, yb, _ = c.batch(np.array([0]), np.array([0]), 0, np.random.default_rng(0))
+    assert xb.shape == (1, 3, 36, 48)  # crop 0: the whole view, never a patch
+    assert torch.allclose(xb, torch.from_numpy(np.asarray(c.inputs[0])).float()[None] / 255)
+    grey = ViewSpec(width=48, height=36, frame_width=64, gray=1.0)
+    colour = ViewSpec(width=48, height=36, frame_width=64, gray=0.0)
+    img = s.load(s.items[0])
+    g = sample_view(img, grey, np.random.default_rng(5))
+    assert float((g - g.mean(1, keepdim=True)).abs().max()) < 1e-6  # every channel equal
+    col = sample_view(img, colour, np.random.default_rng(5))
+    assert float((col - col.mean(1, keepdim=True)).abs().max()) > 0.05
+
+
+def test_tone_jitter_changes_white_balance_and_is_reproducible():
+    s = ImageSet(["skimage:astronaut"])
+    img = s.load(s.items[0])
+    plain = ViewSpec(width=48, height=36, frame_width=64, color_jitter=0.0, noise=0.0)
+    toned = ViewSpec(width=48, height=36, frame_width=64, color_jitter=0.0, noise=0.0, tone=0.5)
+    a = sample_view(img, plain, np.random.default_rng(3))
+    b = sample_view(img, toned, np.random.default_rng(3))
+    b2 = sample_view(img, toned, np.random.default_rng(3))
+    assert torch.equal(b, b2)
+    ratio = (b.mean((0, 2, 3)) / a.mean((0, 2, 3)))
+    assert float(ratio.max() - ratio.min()) > 0.01  # channels scaled differently: a white-balance shift

@@ -134,6 +134,17 @@ def test_resume_after_interruption(tmp_path, grade_teacher, monkeypatch):
     load_pack(out)
 
 
+def test_held_out_pictures_are_evaluated_not_trained_on(tmp_path, grade_teacher):
+    out = tmp_path / "held"
+    cfg = tiny_config(out, [StyleSpec("grade", "Grade", str(grade_teacher))], steps=5,
+                      data=["skimage:astronaut,rocket"], held_out=["skimage:camera"], crop=0, eval_frames=1)
+    distill(cfg)
+    m = json.loads((out / "pack.json").read_text())["styles"][0]["metrics"]
+    assert m["eval_frames"] == ["skimage:camera"]
+    key = json.loads(next((out / "run" / "cache").glob("*/key.json")).read_text())
+    assert key["data"] == ["skimage:astronaut", "skimage:rocket"]  # every --data picture trains
+
+
 def test_multi_style_rows_from_one_onnx_teacher(tmp_path):
     from tests.training.test_teachers import _export, _StyledNet
 

@@ -72,7 +72,7 @@ def style_specs(recipe: Recipe, teacher_paths: dict[str, Path]):
 
 
 def distill_config(recipe: Recipe, teacher_paths: dict[str, Path], train: list[str], out: Path,
-                   minutes: float | None = None):
+                   minutes: float | None = None, held: list[str] | None = None):
     """The :class:`training.distill.DistillConfig` of a recipe (``minutes`` overrides the recipe's)."""
     from training.distill import DistillConfig
 
@@ -82,10 +82,11 @@ def distill_config(recipe: Recipe, teacher_paths: dict[str, Path], train: list[s
         d["minutes"] = minutes
     if "steps" not in d and "minutes" not in d:
         d["minutes"] = 30.0
-    return DistillConfig(out=str(out), data=train, styles=style_specs(recipe, teacher_paths),
+    d.setdefault("initial_views", 16)
+    d.setdefault("eval_every", 10 ** 9)
+    return DistillConfig(out=str(out), data=train, held_out=list(held or []), styles=style_specs(recipe, teacher_paths),
                          pack_name=recipe.name, description=recipe.description,
-                         license="see each style's teacher licence", progress=False, eval_every=10 ** 9,
-                         initial_views=16, **d)
+                         license="see each style's teacher licence", progress=False, **d)
 
 
 def _comparable(cfg_dict: dict) -> dict:
@@ -315,7 +316,7 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
         train = resolve_sources(r.train_data, cache, materialise=True)
         held = resolve_sources(r.held_out, cache)
         work = cache / "build" / r.name / "pack"
-        cfg = distill_config(r, teacher_paths[r.name], train, work, minutes)
+        cfg = distill_config(r, teacher_paths[r.name], train, work, minutes, held)
         run_distill(cfg)
         print(f"[{r.name}] evaluating on held-out portraits: {', '.join(r.held_out)}", flush=True)
         res = evaluate_held_out(work, r, teacher_paths[r.name], held, cache)
