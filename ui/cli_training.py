@@ -85,14 +85,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         args.minutes = 30.0
     vw, vh = parse_size(args.view, "--view") if args.view else (192, 144)
     cfg = DistillConfig(
-        out=args.out, data=args.data, held_out=args.held_out or [], styles=styles, pack_name=args.name or "", description=args.description or "",
-        license=args.license or "", arch=args.arch, width=args.width, steps=args.steps, minutes=args.minutes,
-        batch=args.batch, crop=args.crop, lr=args.lr, frame_width=args.frame_width, view_width=vw, view_height=vh,
+        out=args.out, data=args.data, held_out=args.held_out or [], styles=styles, pack_name=args.name or "",
+        description=args.description or "", license=args.license or "", arch=args.arch, width=args.width,
+        steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr,
+        frame_width=args.frame_width, view_width=vw, view_height=vh,
         teacher_scale=args.teacher_scale if args.teacher_scale is not None else 2.0, cache_views=args.cache_views,
         initial_views=min(args.cache_views, 16), gray=args.gray, tone=args.tone, w_temporal=args.temporal_weight,
-        w_adv=args.adv_weight,
-        w_feature=args.feature_weight, eval_every=args.eval_every, seed=args.seed, device=args.device,
-        resume=args.resume, progress=not args.no_progress)
+        w_adv=args.adv_weight, w_feature=args.feature_weight, eval_every=args.eval_every, seed=args.seed,
+        device=args.device, resume=args.resume, progress=not args.no_progress)
     try:
         out = distill(cfg)
     except KeyboardInterrupt as e:
