@@ -5,7 +5,7 @@ style-weight matrix ``[N, S]``: a one-hot row selects a style, a soft row blends
 (cross-fades, style mixes). Networks are built by registry name and width so a style pack
 can say what it holds::
 
-    net = build_student("cin-resnet-sc", width=16, num_styles=11)
+    net = build_student("cin-unet-sc", width=16, num_styles=12)
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ REGISTRY: dict[str, StudentSpec] = {
     "cin-resnet-m": StudentSpec(5, False, "5 dense residual blocks; GPU quality"),
 }
 
-DEFAULT_ARCH = "cin-resnet-sc"
+DEFAULT_ARCH = "cin-unet-sc"
 """The architecture new students get unless told otherwise (the live default)."""
 
 
@@ -161,9 +161,10 @@ class StudentNet(nn.Module):
             # grade. These two paths give it back: a per-style affine map of the raw input added to
             # the change, and the image's channel means and spreads fed into the features — into the
             # first ones, or (``context``) after the decoder's norm, where no later norm can erase them,
-            # together with the trunk's pooled features, so the tone can depend on the whole picture.
+            # so the tone can depend on the whole picture. Only these smooth statistics go in: pooled
+            # deep features would name the few training pictures and let the student memorise them.
             self.colour_map = nn.Parameter(torch.zeros(s, 12))  # [S, 3×4]
-            self.stats = nn.Linear(6 + (4 * w if spec.context else 0), 2 * w)
+            self.stats = nn.Linear(6, 2 * w)
             nn.init.zeros_(self.stats.weight)
             nn.init.zeros_(self.stats.bias)
 
@@ -183,7 +184,7 @@ class StudentNet(nn.Module):
             f = blk(f, style_w)
         # [N, 2w, H/2, W/2]; with the skip path the half-scale encoder features come back here, so
         # detail the quarter-scale trunk cannot hold (sharpening, grain, fine edges) reaches the head.
-        g = self.stats(torch.cat([stats, f.mean((2, 3))], 1))[:, :, None, None] if self.context else None
+        g = self.stats(stats)[:, :, None, None] if self.context else None
         f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w, residual=f1)
         if g is not None:
             f = f + g

@@ -402,8 +402,13 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ck.get("arch") != [cfg.arch, cfg.width, S]:
             raise DistillError(f"--resume: checkpoint is {ck.get('arch')}, this run is {[cfg.arch, cfg.width, S]}")
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
+        try:
+            model.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[1:2] or [str(e)]
+            raise DistillError(f"--resume: {ckpt_path} does not fit this {cfg.arch} student ({first[0].strip()}); "
+                               f"choose another --out to start over") from None
         opt.load_state_dict(ck["opt"])
         if disc is not None and "disc" in ck:
             disc.load_state_dict(ck["disc"])

@@ -143,6 +143,13 @@ def test_held_out_pictures_are_evaluated_not_trained_on(tmp_path, grade_teacher)
     assert m["eval_frames"] == ["skimage:camera"]
     key = json.loads(next((out / "run" / "cache").glob("*/key.json")).read_text())
     assert key["data"] == ["skimage:astronaut", "skimage:rocket"]  # every --data picture trains
+    ck_path = out / "run" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    ck["model"] = {k: v for k, v in ck["model"].items() if "head" not in k}  # weights of another student
+    torch.save(ck, ck_path)
+    cfg.resume = True
+    with pytest.raises(distill_mod.DistillError, match="does not fit"):
+        distill(cfg)
 
 
 def test_multi_style_rows_from_one_onnx_teacher(tmp_path):

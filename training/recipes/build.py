@@ -95,7 +95,7 @@ def _comparable(cfg_dict: dict) -> dict:
 
 def run_distill(cfg) -> Path:
     """Distil ``cfg``; resume a run in ``cfg.out`` with the same settings, start over otherwise."""
-    from training.distill import distill
+    from training.distill import DistillError, distill
 
     out = Path(cfg.out)
     old = out / "run" / "config.json"
@@ -111,7 +111,15 @@ def run_distill(cfg) -> Path:
         else:
             log.info("settings changed since the run in %s; starting over", out)
             shutil.rmtree(out)
-    return distill(cfg)
+    try:
+        return distill(cfg)
+    except DistillError as e:
+        if not cfg.resume or "does not fit" not in str(e):
+            raise
+        log.info("the earlier run in %s does not fit this student; starting over", out)
+        shutil.rmtree(out)
+        cfg.resume = False
+        return distill(cfg)
 
 
 def evaluate_held_out(pack_dir: Path, recipe: Recipe, teacher_paths: dict[str, Path], held: list[str],
