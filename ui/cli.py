@@ -61,6 +61,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     untrained = None
     if not args.style and not _styles_installed(cfg):
         # Speed does not depend on the weights: time an untrained student of the default architecture.
+        from realtime.student import DEFAULT_ARCH
+
         untrained = _untrained_pack()
         cfg.styles_dirs = [str(untrained)]
         print(f"no styles installed: timing an untrained {DEFAULT_ARCH} student (speed does not depend on "
@@ -97,7 +99,7 @@ def _styles_installed(cfg) -> bool:
 def _untrained_pack():
     import tempfile
 
-    from realtime.student import build_student
+    from realtime.student import DEFAULT_ARCH, build_student
     from realtime.styles import save_pack
 
     path = Path(tempfile.mkdtemp(prefix="stylecam-bench-")) / "untrained"

@@ -83,8 +83,8 @@ def test_whole_view_batches_and_grey_views(tmp_path):
     xb, yb, _ = c.batch(np.array([0]), np.array([0]), 0, np.random.default_rng(0))
     assert xb.shape == (1, 3, 36, 48)  # crop 0: the whole view, never a patch
     assert torch.allclose(xb, torch.from_numpy(np.asarray(c.inputs[0])).float()[None] / 255)
-    grey = ViewSpec(width=48, height=36, frame_width=64, gray=1.0)
-    colour = ViewSpec(width=48, height=36, frame_width=64, gray=0.0)
+    grey = ViewSpec(width=48, height=36, frame_width=64, noise=0.0, gray=1.0)  # noise would differ per channel
+    colour = ViewSpec(width=48, height=36, frame_width=64, noise=0.0, gray=0.0)
     img = s.load(s.items[0])
     g = sample_view(img, grey, np.random.default_rng(5))
     assert float((g - g.mean(1, keepdim=True)).abs().max()) < 1e-6  # every channel equal
