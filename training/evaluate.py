@@ -241,8 +241,7 @@ def evaluate_pack(pack_dir: str | Path, teachers: dict[str, object] | object, da
     net = pack.build()
     res = pack.resolution or (320, 240)
     images = ImageSet(data)
-    train, held = images.split()
-    items = held if held_out_only else images.items
+    items = images.split()[1] if held_out_only else images.items  # no split (and no split warning) otherwise
     results: dict[str, dict] = {}
     sets: dict[float, EvalSet] = {}
     for st, sm in zip(pack.styles, pack.meta["styles"]):
