@@ -109,7 +109,7 @@ class StudentSpec:
     description: str
     colour: bool = False  # sees absolute colour: a per-style 3×4 colour map and image statistics
     skip: bool = False  # the half-scale encoder features are added back in the decoder (U-Net style)
-    context: bool = False  # image statistics and pooled trunk features steer the decoder (after the last norm)
+    context: bool = False  # the image statistics steer the decoder after its norm, not the first features
 
 
 REGISTRY: dict[str, StudentSpec] = {
@@ -184,10 +184,9 @@ class StudentNet(nn.Module):
             f = blk(f, style_w)
         # [N, 2w, H/2, W/2]; with the skip path the half-scale encoder features come back here, so
         # detail the quarter-scale trunk cannot hold (sharpening, grain, fine edges) reaches the head.
-        g = self.stats(stats)[:, :, None, None] if self.context else None
         f = self.dec1(F.interpolate(f, scale_factor=2.0, mode="nearest"), style_w, residual=f1)
-        if g is not None:
-            f = f + g
+        if self.context:
+            f = f + self.stats(stats)[:, :, None, None]
         d = F.pixel_shuffle(self.head(f), 2)  # [N, 3, H, W]
         if self.colour:
             m = (style_w.to(self.colour_map.dtype) @ self.colour_map).to(x.dtype).view(-1, 3, 4)  # [N, 3, 4]

@@ -62,11 +62,15 @@ from .teachers import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StyleSpec", "DistillConfig", "distill", "parse_style_arg", "DistillError"]
+__all__ = ["StyleSpec", "DistillConfig", "distill", "parse_style_arg", "DistillError", "CheckpointMismatch"]
 
 
 class DistillError(InputError):
     """A distillation setting is invalid or the run cannot continue."""
+
+
+class CheckpointMismatch(DistillError):
+    """``--resume`` found a checkpoint whose weights do not fit the student being trained."""
 
 
 @dataclass
@@ -407,8 +411,8 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
             ema.load_state_dict(ck["ema"])
         except RuntimeError as e:
             first = str(e).strip().splitlines()[1:2] or [str(e)]
-            raise DistillError(f"--resume: {ckpt_path} does not fit this {cfg.arch} student ({first[0].strip()}); "
-                               f"choose another --out to start over") from None
+            raise CheckpointMismatch(f"--resume: {ckpt_path} does not fit this {cfg.arch} student "
+                                     f"({first[0].strip()}); choose another --out to start over") from None
         opt.load_state_dict(ck["opt"])
         if disc is not None and "disc" in ck:
             disc.load_state_dict(ck["disc"])

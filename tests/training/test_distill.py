@@ -148,7 +148,7 @@ def test_held_out_pictures_are_evaluated_not_trained_on(tmp_path, grade_teacher)
     ck["model"] = {k: v for k, v in ck["model"].items() if "head" not in k}  # weights of another student
     torch.save(ck, ck_path)
     cfg.resume = True
-    with pytest.raises(distill_mod.DistillError, match="does not fit"):
+    with pytest.raises(distill_mod.CheckpointMismatch, match="does not fit"):
         distill(cfg)
 
 

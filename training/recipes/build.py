@@ -84,8 +84,8 @@ def distill_config(recipe: Recipe, teacher_paths: dict[str, Path], train: list[s
         d["minutes"] = 30.0
     d.setdefault("initial_views", 16)
     d.setdefault("eval_every", 10 ** 9)
-    return DistillConfig(out=str(out), data=train, held_out=list(held or []), styles=style_specs(recipe, teacher_paths),
-                         pack_name=recipe.name, description=recipe.description,
+    return DistillConfig(out=str(out), data=train, held_out=list(held or []),
+                         styles=style_specs(recipe, teacher_paths), pack_name=recipe.name, description=recipe.description,
                          license="see each style's teacher licence", progress=False, **d)
 
 
@@ -95,7 +95,7 @@ def _comparable(cfg_dict: dict) -> dict:
 
 def run_distill(cfg) -> Path:
     """Distil ``cfg``; resume a run in ``cfg.out`` with the same settings, start over otherwise."""
-    from training.distill import DistillError, distill
+    from training.distill import CheckpointMismatch, distill
 
     out = Path(cfg.out)
     old = out / "run" / "config.json"
@@ -113,9 +113,7 @@ def run_distill(cfg) -> Path:
             shutil.rmtree(out)
     try:
         return distill(cfg)
-    except DistillError as e:
-        if not cfg.resume or "does not fit" not in str(e):
-            raise
+    except CheckpointMismatch:
         log.info("the earlier run in %s does not fit this student; starting over", out)
         shutil.rmtree(out)
         cfg.resume = False
