@@ -17,6 +17,7 @@ targets are cached on disk, so a slow teacher runs once per view.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -240,6 +241,7 @@ class ViewSpec:
     color_jitter: float = 0.1
     gray: float = 0.0  # probability that a view is turned to grey (black-and-white pictures and cameras)
     tone: float = 0.0  # white-balance and gamma jitter: per-channel gains and a gamma within 2^±tone
+    collage: float = 0.0  # probability that a view is a collage of 2–4 pictures (see sample_collage)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -284,16 +286,10 @@ def frame_view(img: np.ndarray, frame_width: int, scale: float = 1.0) -> torch.T
     return to_tensor(cv2.resize(img, (ow, oh), interpolation=interp))
 
 
-def sample_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> torch.Tensor:
-    """One augmented view at the teacher's scale.
-
-    Shape:
-        returns ``[1, 3, height·s, width·s]`` float in [0, 1] (``s = teacher_scale``).
-    """
-    th, tw = int(round(spec.height * spec.teacher_scale)), int(round(spec.width * spec.teacher_scale))
+def _region(img: np.ndarray, th: int, tw: int, zoom: float, rng: np.random.Generator) -> np.ndarray:
+    """A random ``th×tw`` window of ``img`` resized by about ``zoom`` (never past the picture), uint8 RGB."""
     h, w = img.shape[:2]
-    zoom = spec.frame_width * spec.teacher_scale / w * 2.0 ** rng.uniform(-spec.scale_jitter, spec.scale_jitter)
-    zoom = max(zoom, th / h, tw / w)  # a view never extends past the picture
+    zoom = max(zoom, th / h, tw / w)
     # Crop the needed source region first so the resize touches only what is used.
     sh, sw = min(h, int(math.ceil(th / zoom)) + 2), min(w, int(math.ceil(tw / zoom)) + 2)
     y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
@@ -302,9 +298,18 @@ def sample_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> to
     interp = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
     region = cv2.resize(region, (rw, rh), interpolation=interp)
     oy, ox = int(rng.integers(0, rh - th + 1)), int(rng.integers(0, rw - tw + 1))
-    x = to_tensor(region[oy:oy + th, ox:ox + tw])
-    if rng.random() < 0.5:
-        x = x.flip(-1)
+    out = region[oy:oy + th, ox:ox + tw]
+    return out[:, ::-1] if rng.random() < 0.5 else out
+
+
+def _zoom(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> float:
+    """The resize that makes ``img`` about one camera frame wide at the teacher's scale, jittered."""
+    return spec.frame_width * spec.teacher_scale / img.shape[1] * 2.0 ** rng.uniform(-spec.scale_jitter,
+                                                                                      spec.scale_jitter)
+
+
+def _photometric(x: torch.Tensor, spec: ViewSpec, rng: np.random.Generator) -> torch.Tensor:
+    """Colour jitter, light and exposure, grey, and sensor noise on a ``[1, 3, H, W]`` view."""
     if spec.color_jitter > 0:
         cj = spec.color_jitter
         b, c, s = (1 + rng.uniform(-cj, cj) for _ in range(3))
@@ -323,6 +328,41 @@ def sample_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> to
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 31)))
         x = x + sigma * torch.randn(x.shape, generator=gen)
     return x.clamp(0, 1)
+
+
+def sample_view(img: np.ndarray, spec: ViewSpec, rng: np.random.Generator) -> torch.Tensor:
+    """One augmented view at the teacher's scale.
+
+    Shape:
+        returns ``[1, 3, height·s, width·s]`` float in [0, 1] (``s = teacher_scale``).
+    """
+    th, tw = int(round(spec.height * spec.teacher_scale)), int(round(spec.width * spec.teacher_scale))
+    return _photometric(to_tensor(_region(img, th, tw, _zoom(img, spec, rng), rng)), spec, rng)
+
+
+def sample_collage(pictures: Sequence[np.ndarray], spec: ViewSpec, rng: np.random.Generator) -> torch.Tensor:
+    """A view made of 2–4 pictures side by side (one per tile), each at about frame scale.
+
+    A teacher whose output depends on the whole frame (instance norm) answers every new mix of
+    pictures differently, so collages show it far more whole-frame contexts than the pictures alone.
+    Tiles: two (split left/right or top/bottom at 30–70 %) or four (a 2×2 grid, both splits random).
+
+    Shape:
+        returns ``[1, 3, height·s, width·s]`` float in [0, 1], like :func:`sample_view`.
+    """
+    th, tw = int(round(spec.height * spec.teacher_scale)), int(round(spec.width * spec.teacher_scale))
+    frame = np.empty((th, tw, 3), np.uint8)
+    sy, sx = int(th * rng.uniform(0.3, 0.7)), int(tw * rng.uniform(0.3, 0.7))
+    layout = int(rng.integers(0, 3))  # 0: left/right, 1: top/bottom, 2: 2×2
+    ys = [(0, th)] if layout == 0 else [(0, sy), (sy, th)]
+    xs = [(0, tw)] if layout == 1 else [(0, sx), (sx, tw)]
+    k = 0
+    for y0, y1 in ys:
+        for x0, x1 in xs:
+            img = pictures[k % len(pictures)]
+            frame[y0:y1, x0:x1] = _region(img, y1 - y0, x1 - x0, _zoom(img, spec, rng), rng)
+            k += 1
+    return _photometric(to_tensor(frame), spec, rng)
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,12 +462,15 @@ class ViewCache:
 
 
 def make_view(images: ImageSet, items: Sequence[Item], spec: ViewSpec, index: int, seed: int,
-              teachers: Sequence[Callable[[torch.Tensor], torch.Tensor]], with_features: bool = False
+              teachers: Sequence[Callable[[torch.Tensor], torch.Tensor]], with_features: bool = False,
+              precision: str = "fp32"
               ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """View number ``index`` (deterministic in ``seed``) and each teacher's output, at the student's scale.
 
     With ``with_features``, each teacher's trunk features (``teacher.module``'s ``feature_layer``)
-    are captured too, average-pooled onto the student's 1/4 grid.
+    are captured too, average-pooled onto the student's 1/4 grid. ``precision="bf16"`` runs PyTorch
+    teachers under bfloat16 autocast: about twice as fast on CPUs with AVX-512 BF16 and on GPUs, for
+    targets about 2 % of the teacher's change off (ONNX teachers are unaffected).
 
     Shape:
         returns ``x [1, 3, height, width]``, one ``[1, 3, height, width]`` target per teacher and
@@ -435,19 +478,39 @@ def make_view(images: ImageSet, items: Sequence[Item], spec: ViewSpec, index: in
     """
     rng = np.random.default_rng([seed, index])
     item = items[int(rng.integers(0, len(items)))]
-    xt = sample_view(images.load(item), spec, rng)  # teacher scale
+    if spec.collage > 0 and len(items) > 1 and rng.random() < spec.collage:
+        picks = rng.choice(len(items), size=min(4, len(items)), replace=False)
+        xt = sample_collage([images.load(items[int(i)]) for i in picks], spec, rng)  # teacher scale
+    else:
+        xt = sample_view(images.load(item), spec, rng)  # teacher scale
     size = (spec.height, spec.width)
     targets, feats = [], []
     for t in teachers:
-        if not with_features:
-            targets.append(downscale(t(xt), size))
-            continue
         got: list[torch.Tensor] = []
-        layer = dict(t.module.named_modules())[t.feature_layer]
-        h = layer.register_forward_hook(lambda m, a, o: got.append(o.detach()))
+        hook = None
+        if with_features:
+            layer = dict(t.module.named_modules())[t.feature_layer]
+            hook = layer.register_forward_hook(lambda m, a, o: got.append(o.detach()))
         try:
-            targets.append(downscale(t(xt), size))
+            with _teacher_precision(precision):
+                y = t(xt)
         finally:
-            h.remove()
-        feats.append(F.adaptive_avg_pool2d(got[0].float().cpu(), (spec.height // 4, spec.width // 4)))
+            if hook is not None:
+                hook.remove()
+        targets.append(downscale(y.float(), size))
+        if with_features:
+            feats.append(F.adaptive_avg_pool2d(got[0].float().cpu(), (spec.height // 4, spec.width // 4)))
     return downscale(xt, size), targets, feats
+
+
+def _teacher_precision(precision: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast (CPU, and CUDA when present) for ``"bf16"``; nothing for ``"fp32"``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"teacher precision {precision!r}: expected fp32 or bf16")
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    if torch.cuda.is_available():
+        stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16))
+    return stack

@@ -124,6 +124,8 @@ class DistillConfig:
     color_jitter: float = 0.1
     gray: float = 0.0
     tone: float = 0.0
+    collage: float = 0.0
+    teacher_precision: str = "fp32"  # of the training targets; evaluation always runs the teacher in fp32
     cache_views: int = 384
     initial_views: int = 16
     teacher_share: float = 0.4  # at most this fraction of the wall time goes to growing the cache
@@ -332,6 +334,10 @@ def _validate(cfg: DistillConfig) -> None:
         raise DistillError(f"--gray {cfg.gray}: expected a probability in 0..1")
     if not 0 <= cfg.tone <= 2:
         raise DistillError(f"--tone {cfg.tone}: expected 0..2 (log2 range of gamma and white-balance jitter)")
+    if not 0 <= cfg.collage <= 1:
+        raise DistillError(f"--collage {cfg.collage}: expected a probability in 0..1")
+    if cfg.teacher_precision not in ("fp32", "bf16"):
+        raise DistillError(f"--teacher-precision {cfg.teacher_precision}: expected fp32 or bf16")
     if not 0.25 <= cfg.teacher_scale <= 8:
         raise DistillError(f"--teacher-scale {cfg.teacher_scale}: expected 0.25..8")
     if cfg.cache_views < 1 or cfg.initial_views < 1:
@@ -372,9 +378,11 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
              f"; skipped {len(images.skipped)}" if images.skipped else "")
 
     spec = ViewSpec(cfg.view_width, cfg.view_height, cfg.frame_width, cfg.teacher_scale, cfg.scale_jitter,
-                    cfg.noise, cfg.color_jitter, cfg.gray, cfg.tone)
+                    cfg.noise, cfg.color_jitter, cfg.gray, cfg.tone, cfg.collage)
     cache_key = {"teachers": [[t.sha256, t.options] for t in teachers], "data": [it.label for it in train_items],
                  "spec": dataclasses.asdict(spec), "seed": cfg.seed, "version": 1}
+    if cfg.teacher_precision != "fp32":
+        cache_key["teacher_precision"] = cfg.teacher_precision
     S = len(cfg.styles)
     feat_ok = cfg.w_feature > 0 and all(t.module is not None and t.feature_layer for t in teachers)
     if cfg.w_feature > 0 and not feat_ok:
@@ -440,7 +448,8 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     def fill(target: int) -> None:
         t0 = time.monotonic()
         while cache.count < min(target, cache.capacity):
-            x, ts, fs = make_view(images, train_items, spec, cache.count, cfg.seed, teachers, feat_ok)
+            x, ts, fs = make_view(images, train_items, spec, cache.count, cfg.seed, teachers, feat_ok,
+                                   cfg.teacher_precision)
             cache.add(x, ts, fs)
         teacher_s[0] += time.monotonic() - t0
 

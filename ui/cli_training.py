@@ -90,7 +90,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr,
         frame_width=args.frame_width, view_width=vw, view_height=vh,
         teacher_scale=args.teacher_scale if args.teacher_scale is not None else 2.0, cache_views=args.cache_views,
-        initial_views=min(args.cache_views, 16), gray=args.gray, tone=args.tone, w_temporal=args.temporal_weight,
+        initial_views=min(args.cache_views, 16), gray=args.gray, tone=args.tone, collage=args.collage,
+        teacher_precision=args.teacher_precision, w_temporal=args.temporal_weight,
         w_adv=args.adv_weight, w_feature=args.feature_weight, eval_every=args.eval_every, seed=args.seed,
         device=args.device, resume=args.resume, progress=not args.no_progress)
     try:
@@ -210,6 +211,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gray", type=float, default=0.0, help="share of views turned to grey (default 0)")
     p.add_argument("--tone", type=float, default=0.0,
                    help="white-balance and gamma jitter of views, log2 range (default 0: off)")
+    p.add_argument("--collage", type=float, default=0.0,
+                   help="share of views that are collages of 2-4 pictures, for more whole-frame contexts (default 0)")
+    p.add_argument("--teacher-precision", choices=("fp32", "bf16"), default="fp32",
+                   help="precision of the teacher's training targets; bf16 is about twice as fast for PyTorch "
+                        "teachers on CPUs with AVX-512 BF16 and on GPUs (evaluation always uses fp32)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--frame-width", type=int, default=320,
                    help="width of a camera frame at the student's scale, the live internal resolution (default 320)")

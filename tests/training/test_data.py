@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DataError, ImageSet, ViewCache, ViewSpec, make_view, sample_view
+from training.data import DataError, ImageSet, ViewCache, ViewSpec, make_view, sample_collage, sample_view
 
 
 def _video(path, frames=12, size=(64, 48)):
@@ -103,3 +103,39 @@ def test_tone_jitter_changes_white_balance_and_is_reproducible():
     assert torch.equal(b, b2)
     ratio = (b.mean((0, 2, 3)) / a.mean((0, 2, 3)))
     assert float(ratio.max() - ratio.min()) > 0.01  # channels scaled differently: a white-balance shift
+
+
+def test_collages_mix_several_pictures_into_one_frame(tmp_path):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    for i, c in enumerate(colours):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((120, 160, 3), c[::-1], np.uint8))
+    s = ImageSet([tmp_path])
+    spec = ViewSpec(width=48, height=36, frame_width=64, noise=0.0, color_jitter=0.0, collage=1.0)
+    for index in range(6):
+        x, _, _ = make_view(s, s.items, spec, index, 0, [])
+        assert x.shape == (1, 3, 36, 48)
+        seen = {tuple(int(v) for v in px) for px in (x[0].permute(1, 2, 0) * 255).round().reshape(-1, 3)}
+        assert len(seen & set(colours)) >= 2  # every collage holds at least two of the pictures
+    pics = [s.load(it) for it in s.items]
+    a = sample_collage(pics, spec, np.random.default_rng(1))
+    assert torch.equal(a, sample_collage(pics, spec, np.random.default_rng(1)))  # reproducible
+    assert a.shape == (1, 3, 72, 96)
+    plain = ViewSpec(width=48, height=36, frame_width=64, noise=0.0, color_jitter=0.0)
+    x, _, _ = make_view(s, s.items, plain, 0, 0, [])
+    assert len({tuple(px.tolist()) for px in (x[0].permute(1, 2, 0) * 255).round().reshape(-1, 3)}) == 1
+
+
+def test_bf16_teacher_targets_are_close_to_fp32():
+    s = ImageSet(["skimage:astronaut"])
+    spec = ViewSpec(width=48, height=36, frame_width=64)
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3, padding=1))
+    teacher = lambda v: torch.sigmoid(conv(v))  # noqa: E731
+    with torch.no_grad():
+        x, (t32,), _ = make_view(s, s.items, spec, 2, 0, [teacher])
+        x2, (t16,), _ = make_view(s, s.items, spec, 2, 0, [teacher], precision="bf16")
+    assert torch.equal(x, x2) and t16.dtype == torch.float32
+    err = float((t16 - t32).abs().max())
+    assert 0 < err < 0.02  # computed in bfloat16 (not bit-equal), yet close
+    with pytest.raises(ValueError, match="expected fp32 or bf16"):
+        make_view(s, s.items, spec, 2, 0, [teacher], precision="fp16")

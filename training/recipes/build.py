@@ -33,7 +33,7 @@ import torch
 from realtime.errors import StylecamError
 from realtime.styles import SHIPPED_STYLES, load_pack
 
-from .fetch import FetchError, default_cache_dir, fetch_teacher
+from .fetch import FetchError, default_cache_dir, fetch_data_file, fetch_teacher
 from .recipe import Recipe, RecipeError, load_recipe, recipe_paths
 from .sources import REPO_ROOT, resolve_sources
 from .targets import dir_bytes, style_failures, subset_pack
@@ -56,6 +56,11 @@ class BuildError(StylecamError, RuntimeError):
 def fetch_all(recipes: list[Recipe], cache: Path) -> dict[str, dict[str, Path]]:
     """Every teacher of every recipe, fetched and checked: ``{recipe: {teacher key: path}}``."""
     return {r.name: {k: fetch_teacher(t, cache) for k, t in r.teachers.items()} for r in recipes}
+
+
+def fetch_data(recipes: list[Recipe], cache: Path) -> dict[str, dict[str, Path]]:
+    """Every pinned training photo of every recipe, fetched and checked: ``{recipe: {key: path}}``."""
+    return {r.name: {k: fetch_data_file(f, cache) for k, f in r.data_files.items()} for r in recipes}
 
 
 def style_specs(recipe: Recipe, teacher_paths: dict[str, Path]):
@@ -315,12 +320,13 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     todo.sort(key=lambda r: (r.order, r.name))
     print(f"fetching teachers into {cache / 'teachers'}", flush=True)
     teacher_paths = fetch_all(recipes if gallery else todo, cache)
+    data_paths = fetch_data(todo, cache)
     ok = True
     for r in todo:
         t0 = time.time()
         print(f"[{r.name}] distilling {len(r.styles)} style(s)", flush=True)
-        train = resolve_sources(r.train_data, cache, materialise=True)
-        held = resolve_sources(r.held_out, cache)
+        train = resolve_sources(r.train_data, cache, materialise=True, fetched=data_paths[r.name])
+        held = resolve_sources(r.held_out, cache, fetched=data_paths[r.name])
         work = cache / "build" / r.name / "pack"
         cfg = distill_config(r, teacher_paths[r.name], train, work, minutes, held)
         run_distill(cfg)

