@@ -166,6 +166,24 @@ def test_collage_views_and_bf16_targets_reach_the_cache(tmp_path, capsys):
     assert "--collage 1.5: expected a probability" in capsys.readouterr().err
 
 
+def test_training_precision_choices():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert distill_mod._train_dtype("auto", cpu) is None and distill_mod._train_dtype("auto", cuda) == torch.float16
+    assert distill_mod._train_dtype("bf16", cpu) == torch.bfloat16 and distill_mod._train_dtype("fp32", cuda) is None
+    with pytest.raises(distill_mod.DistillError, match="--precision fp16 needs a CUDA device"):
+        distill_mod._train_dtype("fp16", cpu)
+
+
+def test_bf16_training_runs_and_lowers_the_loss(tmp_path, grade_teacher):
+    out = tmp_path / "bf16"
+    torch.manual_seed(0)
+    distill(tiny_config(out, [StyleSpec("grade", "Grade", str(grade_teacher))], steps=40, precision="bf16"))
+    recs = [json.loads(x) for x in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in recs if "loss" in r]
+    assert losses[-1] < 0.8 * losses[0]
+    assert load_pack(out).build().head.weight.dtype == torch.float32  # exported weights stay fp32
+
+
 def test_multi_style_rows_from_one_onnx_teacher(tmp_path):
     from tests.training.test_teachers import _export, _StyledNet
 
