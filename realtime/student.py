@@ -204,6 +204,12 @@ class StudentNet(nn.Module):
         return {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
 
 
+def is_style_bank(key: str) -> bool:
+    """Whether state-dict entry ``key`` holds one row per style (``[S, ...]``): the CIN ``gamma``/``beta``
+    banks and the per-style colour map. Everything else is shared by all styles of a network."""
+    return key.endswith((".gamma", ".beta")) or key == "colour_map"
+
+
 def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1) -> StudentNet:
     """Build a student by registry name (see :data:`REGISTRY`)."""
     return StudentNet(arch, width, num_styles)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from realtime.student import build_student, style_weights
+from realtime.student import REGISTRY, build_student, style_weights
 from realtime.styles import load_pack, save_pack
 from training.recipes import RecipeError, load_recipe, recipe_paths
 from training.recipes import build as builder
@@ -193,22 +193,20 @@ def test_style_failures_say_which_metric_and_by_how_much():
     assert "gmacs_640x480 0.900 > target 0.5" in style_failures({**GOOD, "gmacs_640x480": 0.9}, TARGETS)
 
 
-def _fake_pack(path: Path, metrics: list[dict], ids: list[str] | None = None) -> Path:
-    net = build_student("cin-resnet-xs", 4, len(metrics))
+def _fake_pack(path: Path, metrics: list[dict], ids: list[str] | None = None, arch: str = "cin-resnet-xs") -> Path:
+    net = build_student(arch, 4, len(metrics))
     with torch.no_grad():
-        for m in net.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.normal_()
-                m.beta.normal_()
-        net.head.weight.normal_(0, 0.1)
+        for p in net.parameters():
+            p.normal_(0, 0.1)  # every row and weight distinct, so a wrong row would show
     ids = ids or [f"s{i}" for i in range(len(metrics))]
     styles = [{"id": sid, "name": sid.upper(), "metrics": m} for sid, m in zip(ids, metrics)]
     save_pack(path, net, {"name": "tiny", "styles": styles, "resolution": [32, 24]})
     return path
 
 
-def test_subset_pack_keeps_exactly_the_passing_rows(tmp_path):
-    src = _fake_pack(tmp_path / "src", [GOOD, GOOD, GOOD])
+@pytest.mark.parametrize("arch", sorted(REGISTRY))
+def test_subset_pack_keeps_exactly_the_passing_rows(tmp_path, arch):
+    src = _fake_pack(tmp_path / "src", [GOOD, GOOD, GOOD], arch=arch)
     dst = subset_pack(src, ["s2", "s0"], tmp_path / "dst", {"refused_styles": {"s1": ["why"]}})
     a, b = load_pack(src), load_pack(dst)
     assert [s.id for s in b.styles] == ["s2", "s0"] and b.meta["refused_styles"] == {"s1": ["why"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from realtime.styles import load_pack, save_pack
-from realtime.student import StudentNet
+from realtime.student import StudentNet, is_style_bank
 
 
 def style_failures(metrics: dict, targets: dict[str, float]) -> list[str]:
@@ -52,7 +52,7 @@ def dir_bytes(path: Path) -> int:
 def subset_pack(src: str | Path, keep: list[str], dst: str | Path, extra_meta: dict | None = None) -> Path:
     """Write a pack holding only the styles ``keep`` (in that order) of pack ``src`` to ``dst``.
 
-    The CIN rows of the kept styles are copied; everything else of the network is shared, so a style
+    The per-style rows (CIN banks, colour maps) of the kept styles are copied; everything else of the network is shared, so a style
     row's output is unchanged. Only the pack files are written (weights, ``pack.json``, previews).
     """
     pack = load_pack(src)
@@ -63,8 +63,7 @@ def subset_pack(src: str | Path, keep: list[str], dst: str | Path, extra_meta: d
     sel = torch.tensor(idx)
     state = {}
     for k, v in pack.state_dict.items():
-        # CondInstanceNorm banks are [S, C]: one row per style.
-        state[k] = v.index_select(0, sel) if k.endswith((".gamma", ".beta")) else v
+        state[k] = v.index_select(0, sel) if is_style_bank(k) else v
     net.load_state_dict(state)
     meta = {k: v for k, v in pack.meta.items() if k not in ("styles", "schema_version", "architecture")}
     meta["styles"] = [pack.meta["styles"][i] for i in idx]
