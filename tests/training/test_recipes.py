@@ -60,6 +60,33 @@ def test_shipped_recipes_parse_and_fit_the_hotkeys():
     assert len(set(names)) == len(names)
 
 
+def test_shipped_packs_meet_their_recipes_targets_and_render():
+    """Whatever ``assets/styles/`` holds was built by a recipe and met that recipe's targets."""
+    from realtime.styles import SHIPPED_STYLES
+
+    recipes = {r.name: r for r in (load_recipe(p) for p in recipe_paths())}
+    packs = sorted(p.parent for p in SHIPPED_STYLES.glob("*/pack.json"))
+    total = 0
+    for d in packs:
+        pack = load_pack(d)
+        r = recipes[pack.meta["name"]]
+        assert Path(r.pack_dir).name == d.name and pack.meta["built_from"] == f"training/recipes/{r.path.name}"
+        assert "/root/" not in (d / "pack.json").read_text() and "/home/" not in (d / "pack.json").read_text()
+        for st in pack.styles:
+            assert style_failures(st.metrics, r.targets) == [], (d.name, st.id)
+            assert st.teacher["license"] and (d / f"previews/{st.id}.jpg").is_file()
+        net = pack.build()
+        x = torch.rand(1, 3, 48, 64)
+        with torch.no_grad():
+            for st in pack.styles:
+                y = net(x, style_weights(st.index, net.num_styles))
+                assert y.shape == x.shape and float((y - x).abs().mean()) > 0.01  # a trained style changes the picture
+        total += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+    assert total <= 20 * 2 ** 20
+    if packs:
+        assert (SHIPPED_STYLES / "gallery.jpg").is_file()
+
+
 def test_recipe_parses(tmp_path):
     r = load_recipe(_write(tmp_path, _recipe_dict()))
     assert [s["id"] for s in r.styles] == ["one", "two"]
@@ -242,8 +269,13 @@ def test_ship_swaps_in_only_passing_styles_and_a_refused_recipe_leaves_the_pack(
     work = _fake_pack(tmp_path / "work", [GOOD, {**GOOD, "ewarp_student": 1.0}])
     recipe = _recipe_for(tmp_path, 2, 1)
     keep, refused = builder.decide(work, recipe)
-    dest = builder.ship(recipe, work, keep, refused, pic, styles_root, 20)
+    meta = json.loads((work / "pack.json").read_text())
+    meta["recipe"] = {"out": str(tmp_path / "cache" / "build" / "tiny"), "data": [str(tmp_path / "cache" / "a.png")]}
+    (work / "pack.json").write_text(json.dumps(meta))
+    dest = builder.ship(recipe, work, keep, refused, pic, styles_root, 20, tmp_path / "cache")
     shipped = load_pack(dest)
+    assert shipped.meta["recipe"]["data"] == ["$STYLECAM_CACHE/a.png"]  # no folder of the building machine
+    assert str(tmp_path) not in (dest / "pack.json").read_text()
     assert [s.id for s in shipped.styles] == ["s0"] and "s1" in shipped.meta["refused_styles"]
     assert (dest / "previews" / "s0.jpg").is_file()
     assert shipped.meta["teachers"]["t"]["license"] == "MIT"

@@ -218,8 +218,12 @@ def swap_in(new: Path, dest: Path) -> None:
 
 
 def ship(recipe: Recipe, work_pack: Path, keep: list[str], refused: dict[str, list[str]], pic: np.ndarray,
-         styles_root: Path, size_limit_mb: float | None) -> Path:
-    """Write the passing styles as the shipped pack, atomically; return its path."""
+         styles_root: Path, size_limit_mb: float | None, cache: Path | None = None) -> Path:
+    """Write the passing styles as the shipped pack, atomically; return its path.
+
+    Paths under ``cache`` in the recorded settings are written as ``$STYLECAM_CACHE/...``, so the
+    shipped ``pack.json`` names no folder of the machine that built it.
+    """
     dest = styles_root / Path(recipe.pack_dir).name
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".build-{dest.name}-{os.getpid()}")
@@ -228,6 +232,10 @@ def ship(recipe: Recipe, work_pack: Path, keep: list[str], refused: dict[str, li
     try:
         subset_pack(work_pack, keep, tmp, provenance(recipe, refused))
         write_previews(tmp, pic)
+        if cache is not None:
+            meta = tmp / "pack.json"
+            meta.write_text(meta.read_text(encoding="utf-8").replace(json.dumps(str(cache))[1:-1], "$STYLECAM_CACHE"),
+                            encoding="utf-8")
         if size_limit_mb is not None:
             others = sum(dir_bytes(p) for p in dest.parent.iterdir()
                          if p.is_dir() and (p / "pack.json").exists() and p != dest)
@@ -348,7 +356,7 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
                   f"the shipped pack {r.pack_dir} is unchanged", flush=True)
             continue
         try:
-            dest = ship(r, work, keep, refused, portrait(r, cache), styles_root, r.targets.get("pack_mb_max"))
+            dest = ship(r, work, keep, refused, portrait(r, cache), styles_root, r.targets.get("pack_mb_max"), cache)
         except BuildError as e:
             print(f"[{r.name}] {e}", flush=True)
             ok = False
