@@ -35,7 +35,8 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 DISTILL_KEYS = {"arch", "width", "minutes", "steps", "batch", "crop", "lr", "frame_width", "view_width",
                 "view_height", "teacher_scale", "cache_views", "w_temporal", "w_adv", "w_feature",
                 "eval_every", "seed", "w_l1", "w_structure", "noise", "color_jitter", "scale_jitter",
-                "gray", "tone", "collage", "teacher_precision", "precision", "initial_views", "ema", "warmup", "weight_decay", "teacher_share"}
+                "gray", "tone", "collage", "teacher_precision", "precision", "initial_views", "ema", "warmup",
+                "weight_decay", "teacher_share"}
 #: what ``targets`` may hold.
 TARGET_KEYS = {"fidelity_gain_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
 
