@@ -275,7 +275,15 @@ class PackRunner:
         if cached is not None:
             self.comparison = cached
             self.engine_reason = f"fastest measured on this machine ({_fmt_cmp(cached)})"
-            self.engine = make_cpu_engine(cached.get("chosen", "eager"), net, h, w)
+            if cached.get("chosen") == "compile":
+                # torch.compile spends seconds in its first call: serve the first frames with a
+                # quick engine and swap the compiled one in once it has compiled, off this thread.
+                self.engine = self._quick_engine(cached, net, h, w)
+                self._thread = threading.Thread(target=self._compile, args=(pack, h, w), daemon=True,
+                                                name="engine-compile")
+                self._thread.start()
+            else:
+                self.engine = make_cpu_engine(cached.get("chosen", "eager"), net, h, w)
             return
         # First run on this machine: start at once with eager and measure the alternatives in the
         # background, so the first frame is not delayed. torch.compile compiles slowly, so it is timed
@@ -291,6 +299,27 @@ class PackRunner:
         t = getattr(self, "_thread", None)
         if t is not None and t.is_alive():
             t.join(timeout)
+
+    @staticmethod
+    def _quick_engine(measured: dict, net: StudentNet, h: int, w: int) -> Engine:
+        """ONNX Runtime when it was measured on this machine (ready in under a second), else eager."""
+        if "onnxruntime_ms" in measured:
+            try:
+                return make_cpu_engine("onnxruntime", net, h, w)
+            except Exception as e:  # noqa: BLE001 - any export/runtime failure: eager still works
+                log.warning("onnxruntime unavailable (%s); eager until torch.compile is ready", e)
+        return EagerEngine(net)
+
+    def _compile(self, pack: StylePack, h: int, w: int) -> None:
+        s = int(pack.architecture["num_styles"])
+        try:
+            engine = make_cpu_engine("compile", pack.build(), h, w)
+            engine(np.zeros((1, 3, h, w), np.float32), np.eye(1, s, dtype=np.float32))  # compiles
+        except Exception as e:  # noqa: BLE001 - keep running on the quick engine
+            log.warning("torch.compile failed (%s); staying on %s", e, self.engine.name)
+            return
+        self.engine = engine
+        log.info("pack %s at %dx%d: compile ready (%s)", pack.name, w, h, self.engine_reason)
 
     def _measure(self, pack: StylePack, h: int, w: int, key: str) -> None:
         net = pack.build()

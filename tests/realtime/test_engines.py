@@ -1,0 +1,49 @@
+"""CPU engine start-up: a cached torch.compile choice must not hold back the first frame."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from realtime import stylizer
+from realtime.styles import load_pack
+from tests.helpers import make_pack
+
+
+class _SlowCompile(stylizer.EagerEngine):
+    """Stands in for torch.compile: right answers, but the first call takes a while."""
+
+    name = "compile"
+    started = threading.Event()
+
+    def __call__(self, x, w):
+        if not getattr(self, "_warm", False):
+            _SlowCompile.started.set()
+            time.sleep(1.0)
+            self._warm = True
+        return super().__call__(x, w)
+
+
+def test_cached_compile_choice_serves_frames_at_once_and_swaps_in_later(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    real = stylizer.make_cpu_engine
+    monkeypatch.setattr(stylizer, "make_cpu_engine",
+                        lambda kind, net, h, w: _SlowCompile(net) if kind == "compile" else real(kind, net, h, w))
+    pack = load_pack(make_pack(tmp_path / "pack"))
+    net = pack.build()
+    key = stylizer.engine_cache_key(net, 24, 32)
+    stylizer.save_engine_choice(key, {"eager_ms": 9.0, "compile_ms": 4.0, "onnxruntime_ms": 5.0, "chosen": "compile"})
+
+    t0 = time.perf_counter()
+    runner = stylizer.PackRunner(pack, "cpu", 24, 32)
+    x = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
+    rows = np.array([0.0, 1.0], np.float32)
+    first = runner.run(x, rows)
+    assert time.perf_counter() - t0 < 0.9  # not waiting for the compile
+    assert runner.engine.name == "onnxruntime"  # measured here, and ready at once
+    assert _SlowCompile.started.wait(5)
+    runner.close()
+    assert runner.engine.name == "compile" and "fastest measured" in runner.engine_reason
+    np.testing.assert_allclose(runner.run(x, rows), first, atol=1e-4)  # same student, other engine
