@@ -477,6 +477,8 @@ def make_view(images: ImageSet, items: Sequence[Item], spec: ViewSpec, index: in
         (with features) one ``[1, C, height/4, width/4]`` map per teacher.
     """
     rng = np.random.default_rng([seed, index])
+    # Drawn first even for collages, so the random stream (and every cached view) stays as it was
+    # for runs without collages.
     item = items[int(rng.integers(0, len(items)))]
     if spec.collage > 0 and len(items) > 1 and rng.random() < spec.collage:
         picks = rng.choice(len(items), size=min(4, len(items)), replace=False)
