@@ -52,8 +52,9 @@ def dir_bytes(path: Path) -> int:
 def subset_pack(src: str | Path, keep: list[str], dst: str | Path, extra_meta: dict | None = None) -> Path:
     """Write a pack holding only the styles ``keep`` (in that order) of pack ``src`` to ``dst``.
 
-    The per-style rows (CIN banks, colour maps) of the kept styles are copied; everything else of the network is shared, so a style
-    row's output is unchanged. Only the pack files are written (weights, ``pack.json``, previews).
+    The per-style rows (CIN banks, colour maps) of the kept styles are copied; everything else of the
+    network is shared, so a style row's output is unchanged. Only the pack files are written
+    (weights, ``pack.json``, previews).
     """
     pack = load_pack(src)
     ids = [s.id for s in pack.styles]
