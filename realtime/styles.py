@@ -120,6 +120,9 @@ def load_pack(path: str | os.PathLike) -> StylePack:
         width, n_styles = int(arch["width"]), int(arch["num_styles"])
     except (KeyError, TypeError, ValueError):
         raise _fail(path, "architecture needs integer 'width' and 'num_styles'") from None
+    order = meta.get("order", 0)
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise _fail(path, f"'order' must be an integer (its place among the packs of its folder), got {order!r}")
     styles_meta = meta.get("styles")
     if not isinstance(styles_meta, list) or not styles_meta:
         raise _fail(path, "'styles' must be a non-empty list")
@@ -214,14 +217,16 @@ class StyleRegistry:
         self.styles: list[StyleInfo] = []
         self.warnings: list[str] = []
         for root in roots:
+            loaded: list[StylePack] = []
             for pdir in _pack_dirs(root):
                 try:
-                    pack = load_pack(pdir)
+                    loaded.append(load_pack(pdir))
                 except PackError as e:
                     if any(Path(d) in (pdir, pdir.parent) for d in extra_dirs):
                         raise  # the user pointed at it: fail loudly
                     self.warnings.append(str(e))
-                    continue
+            # Within a folder, packs go by their pack.json "order" (0 when absent), then by folder name.
+            for pack in sorted(loaded, key=lambda p: (p.meta.get("order", 0), p.path.name)):
                 if pack.name in self.packs:
                     continue  # an earlier root shadows packs of the same name
                 self.packs[pack.name] = pack

@@ -23,6 +23,7 @@ def test_roundtrip(tmp_path):
     (lambda d: _edit(d, architecture={"arch": "cin-resnet-m", "width": 8, "num_styles": 2}), "do not match"),
     (lambda d: _edit(d, architecture={"arch": "cin-resnet-xs", "width": 16, "num_styles": 2}), "has shape"),
     (lambda d: _edit(d, styles=[{"id": "a"}]), "lists 1 styles"),
+    (lambda d: _edit(d, order="first"), "'order' must be an integer"),
 ])
 def test_corrupt_packs_name_the_pack_and_problem(tmp_path, damage, needle):
     d = make_pack(tmp_path / "broken")
@@ -48,6 +49,17 @@ def test_registry_order_hotkeys_and_lookup(tmp_path):
     assert reg.find("one/b").id == "b"
     with pytest.raises(PackError, match="no such style"):
         reg.find("zzz")
+
+
+def test_registry_puts_packs_in_their_order_then_by_folder(tmp_path):
+    make_pack(tmp_path / "packs" / "alpha", styles=("a",))
+    make_pack(tmp_path / "packs" / "beta", styles=("b",))
+    make_pack(tmp_path / "packs" / "zulu", styles=("z",))
+    _edit(tmp_path / "packs" / "alpha", order=2)
+    _edit(tmp_path / "packs" / "zulu", order=1)  # beta has none: 0
+    reg = StyleRegistry([tmp_path / "packs"], include_user=False, include_shipped=False)
+    assert [s.key for s in reg.styles] == ["beta/b", "zulu/z", "alpha/a"]
+    assert [s.hotkey for s in reg.styles] == ["1", "2", "3"]
 
 
 def test_registry_user_dir_and_shadowing(tmp_path, monkeypatch):

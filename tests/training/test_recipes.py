@@ -72,6 +72,7 @@ def test_shipped_packs_meet_their_recipes_targets_and_render():
         pack = load_pack(d)
         r = recipes[pack.meta["name"]]
         assert Path(r.pack_dir).name == d.name and pack.meta["built_from"] == f"training/recipes/{r.path.name}"
+        assert pack.meta.get("order", 0) == r.order  # hotkeys follow the recipes' order
         assert "/root/" not in (d / "pack.json").read_text() and "/home/" not in (d / "pack.json").read_text()
         for st in pack.styles:
             assert style_failures(st.metrics, r.targets) == [], (d.name, st.id)
@@ -312,6 +313,7 @@ def test_ship_swaps_in_only_passing_styles_and_a_refused_recipe_leaves_the_pack(
     assert [s.id for s in shipped.styles] == ["s0"] and "s1" in shipped.meta["refused_styles"]
     assert (dest / "previews" / "s0.jpg").is_file()
     assert shipped.meta["teachers"]["t"]["license"] == "MIT"
+    assert shipped.meta["order"] == recipe.order  # the registry orders shipped packs by it
     assert not [p for p in styles_root.iterdir() if p.name.startswith(".")]  # no temp or old folder left
 
     # Too big for the size target: the shipped pack stays as it is.

@@ -163,6 +163,7 @@ def provenance(recipe: Recipe, refused: dict[str, list[str]]) -> dict:
     """What ``pack.json`` records about where the pack came from, beyond each style's teacher."""
     return {
         "description": recipe.description,
+        "order": recipe.order,
         "license": "; ".join(sorted({f"{t.key}: {t.license}" for t in recipe.teachers.values()})),
         "teachers": {k: {"package": t.package, "version": t.version, "file": t.file, "sha256": t.sha256,
                          "license": t.license, "source": t.source} for k, t in recipe.teachers.items()},
