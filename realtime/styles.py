@@ -78,6 +78,11 @@ class StylePack:
         return self.meta["architecture"]
 
     @property
+    def order(self) -> int:
+        """Its place among the packs of its folder (``pack.json`` "order", 0 when absent)."""
+        return self.meta.get("order", 0)
+
+    @property
     def resolution(self) -> tuple[int, int] | None:
         r = self.meta.get("resolution")
         return (int(r[0]), int(r[1])) if r else None
@@ -225,8 +230,7 @@ class StyleRegistry:
                     if any(Path(d) in (pdir, pdir.parent) for d in extra_dirs):
                         raise  # the user pointed at it: fail loudly
                     self.warnings.append(str(e))
-            # Within a folder, packs go by their pack.json "order" (0 when absent), then by folder name.
-            for pack in sorted(loaded, key=lambda p: (p.meta.get("order", 0), p.path.name)):
+            for pack in sorted(loaded, key=lambda p: (p.order, p.path.name)):
                 if pack.name in self.packs:
                     continue  # an earlier root shadows packs of the same name
                 self.packs[pack.name] = pack

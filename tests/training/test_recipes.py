@@ -72,7 +72,7 @@ def test_shipped_packs_meet_their_recipes_targets_and_render():
         pack = load_pack(d)
         r = recipes[pack.meta["name"]]
         assert Path(r.pack_dir).name == d.name and pack.meta["built_from"] == f"training/recipes/{r.path.name}"
-        assert pack.meta.get("order", 0) == r.order  # hotkeys follow the recipes' order
+        assert pack.order == r.order  # hotkeys follow the recipes' order
         assert "/root/" not in (d / "pack.json").read_text() and "/home/" not in (d / "pack.json").read_text()
         for st in pack.styles:
             assert style_failures(st.metrics, r.targets) == [], (d.name, st.id)
