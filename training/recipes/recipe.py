@@ -15,6 +15,11 @@ A recipe is plain JSON::
      "distill": {"arch": "cin-resnet-sc", "width": 16, "minutes": 30},
      "targets": {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5},
      "min_styles": 1}
+
+Recipes that share a teacher, training data or settings say so with ``"extends": "base/FILE.json"``
+(a path relative to the file that names it): the recipe is laid over that file, objects merging key
+by key and anything else (lists, strings, numbers) replacing the base's value. A base may extend
+another. Bases live in ``base/``, so ``make styles`` never takes one for a pack of its own.
 """
 
 from __future__ import annotations
@@ -116,9 +121,16 @@ def _package_file(d: dict, where: str, extra: tuple[str, ...] = ()) -> dict[str,
     return vals
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe; raise :class:`RecipeError` naming the file and the problem."""
-    path = Path(path)
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` laid on ``base``: objects merge key by key, any other value replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One recipe file as a dict, with whatever it ``extends`` merged underneath."""
     where = f"recipe {path}"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -128,6 +140,25 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{where}: expected a JSON object")
+    if "extends" not in raw:
+        return raw
+    ext = raw.pop("extends")
+    if not isinstance(ext, str) or not ext.strip():
+        raise RecipeError(f"{where}: 'extends' must be the path of a JSON file, got {ext!r}")
+    base = (path.parent / ext).resolve()
+    chain = chain + (path.resolve(),)
+    if base in chain:
+        raise RecipeError(f"{where}: 'extends' {ext!r} leads back to {base} (a cycle)")
+    if not base.is_file():
+        raise RecipeError(f"{where}: 'extends' {ext!r}: no such file {base}")
+    return _merge(_read(base, chain), raw)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe; raise :class:`RecipeError` naming the file and the problem."""
+    path = Path(path)
+    where = f"recipe {path}"
+    raw = _read(path)
     name = _need(raw, "name", str, where)
     if not _ID.match(name):
         raise RecipeError(f"{where}: name {name!r} must be lower-case letters, digits, . _ -")
