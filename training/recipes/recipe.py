@@ -19,7 +19,8 @@ A recipe is plain JSON::
 Recipes that share a teacher, training data or settings say so with ``"extends": "base/FILE.json"``
 (a path relative to the file that names it): the recipe is laid over that file, objects merging key
 by key and anything else (lists, strings, numbers) replacing the base's value. A base may extend
-another. Bases live in ``base/``, so ``make styles`` never takes one for a pack of its own.
+another. Bases live in ``base/``, so ``make styles`` never takes one for a pack of its own; a base's
+``about`` says what it holds (a ``description`` there would become the pack's).
 """
 
 from __future__ import annotations
