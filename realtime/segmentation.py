@@ -19,6 +19,12 @@ instance for parallelism. Every returned mask is a fresh array the caller owns.
 from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401  (loaded now so its exit hook precedes ours, see _close_all)
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -49,6 +55,8 @@ MODEL_INPUT_SIZES: dict[str, tuple[int, int]] = {
     "square": (256, 256),
 }
 """Model name -> its input size as (width, height); the output mask has the same size."""
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MOTION_SCALE = 0.5
 """Mask change (in probability) at and above which a pixel follows the new frame with no smoothing."""
@@ -297,6 +305,45 @@ def _close_quietly(segmenter) -> None:  # segmenter: mediapipe ImageSegmenter
         pass
 
 
+# What MediaPipe's C++ side prints on its own while it builds a graph: TFLite's "INFO: ..." lines,
+# absl's "Logging before InitGoogle" notice, and absl INFO/WARNING lines ("I0000 ...", "W0000 ...").
+_NATIVE_CHATTER = re.compile(r"^(INFO: |WARNING: Logging before InitGoogle|[IW]\d{4} )")
+
+
+@contextlib.contextmanager
+def _native_chatter_to_log():
+    """Send what native code writes to file descriptor 2 meanwhile to this module's log (INFO).
+
+    MediaPipe prints a few INFO and WARNING lines straight to the process's stderr each time a
+    segmenter is created; users should not see them on every start (``-v`` shows them). Anything
+    else written meanwhile (an error line, another thread's message) is written back to stderr,
+    unless the block failed, in which case its exception already says what went wrong.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to tidy
+        yield
+        return
+    failed = False
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if failed or _NATIVE_CHATTER.match(line):
+                    log.info("mediapipe: %s", line)
+                elif line.strip():
+                    print(line, file=sys.stderr)
+
+
 def _create_segmenter(file: Path):  # -> mediapipe ImageSegmenter
     """Load a ``.tflite`` file into a VIDEO-mode ImageSegmenter, turning every failure into InputError."""
     try:
@@ -312,7 +359,8 @@ def _create_segmenter(file: Path):  # -> mediapipe ImageSegmenter
         output_category_mask=False,
     )
     try:
-        segmenter = vision.ImageSegmenter.create_from_options(options)
+        with _native_chatter_to_log():
+            segmenter = vision.ImageSegmenter.create_from_options(options)
     except Exception as err:  # MediaPipe raises RuntimeError/ValueError with multi-line C++ text
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"segmentation model {file} is not a valid TFLite segmentation model ({first})") from None

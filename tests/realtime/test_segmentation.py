@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import pytest
 import skimage.data
 
 from realtime.errors import InputError
-from realtime.segmentation import MODEL_INPUT_SIZES, Segmenter, downscale_area, model_path, smooth_mask
+from realtime.segmentation import (MODEL_INPUT_SIZES, Segmenter, _native_chatter_to_log, downscale_area, model_path,
+                                   smooth_mask)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +183,30 @@ def test_corrupt_model_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(model_path("landscape").read_bytes()[:1000])
     with pytest.raises(InputError, match="broken.tflite.*not a valid"):
         Segmenter(path=bad)
+
+
+def test_creating_a_segmenter_prints_nothing(capfd, caplog) -> None:
+    """MediaPipe's own INFO/WARNING lines go to the log (shown with -v), not onto the terminal."""
+    caplog.set_level(logging.INFO, logger="realtime.segmentation")
+    with Segmenter():
+        pass
+    assert capfd.readouterr().err == ""
+    assert any("mediapipe: " in r.getMessage() for r in caplog.records)
+
+
+def test_native_chatter_is_logged_and_the_rest_kept(capfd, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="realtime.segmentation")
+    with _native_chatter_to_log():
+        os.write(2, b"I0000 00:00:1.0 graph.cc:1] chatter\nE0000 00:00:1.0 model.cc:2] a real error\n")
+    err = capfd.readouterr().err
+    assert "a real error" in err and "chatter" not in err
+    assert [r.getMessage() for r in caplog.records] == ["mediapipe: I0000 00:00:1.0 graph.cc:1] chatter"]
+    caplog.clear()
+    # when the block fails, its exception says what went wrong: every line goes to the log
+    with pytest.raises(RuntimeError), _native_chatter_to_log():
+        os.write(2, b"E0000 details of the failure\n")
+        raise RuntimeError("failed")
+    assert capfd.readouterr().err == "" and len(caplog.records) == 1
 
 
 @pytest.mark.parametrize(
