@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-
-# MediaPipe's C++ logging would otherwise print INFO/WARNING lines on every start.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path
 
 from realtime.errors import InputError, StylecamError
