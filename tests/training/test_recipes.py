@@ -103,6 +103,8 @@ def test_recipe_parses(tmp_path):
     ({"distill": {"widht": 16}}, "unknown distill setting"),
     ({"targets": {"fidelity_gain_min": "high"}}, "must be a number"),
     ({"min_styles": 3}, "min_styles must be an integer in 1..2"),
+    ({"order": "2"}, "'order' must be an integer"),
+    ({"order": 1.5}, "'order' must be an integer"),
     ({"data": {"train": ["fetch:nope"], "held_out": ["skimage:camera"]}}, r"'nope' is not one of data.fetch \[\]"),
     ({"data": {"train": ["fetch:p"], "held_out": ["skimage:camera"],
                "fetch": {"p": {"package": "pkg", "version": "1", "file": "a.jpg", "sha256": "short"}}}},

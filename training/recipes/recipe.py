@@ -222,11 +222,15 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(min_styles, int) or not 1 <= min_styles <= len(styles):
         raise RecipeError(f"{where}: min_styles must be an integer in 1..{len(styles)}")
     pack_dir = _need(raw, "pack_dir", str, where)
+    order = raw.get("order", 0)
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise RecipeError(f"{where}: 'order' must be an integer (where the pack's styles fall among the hotkeys), "
+                          f"got {order!r}")
     return Recipe(path=path, name=name, description=str(raw.get("description", "")), pack_dir=pack_dir,
                   teachers=teachers, styles=styles, train_data=list(train), held_out=list(held),
                   data_licenses=dict(data.get("licenses") or {}), data_files=data_files, distill=distill,
                   targets={k: float(v) for k, v in targets.items()}, min_styles=min_styles,
-                  order=int(raw.get("order", 0)), raw=raw)
+                  order=order, raw=raw)
 
 
 def recipe_paths(directory: str | Path = RECIPES_DIR) -> list[Path]:
