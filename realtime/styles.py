@@ -150,6 +150,11 @@ def load_pack(path: str | os.PathLike) -> StylePack:
     if bad:
         k = bad[0]
         raise _fail(path, f"weight {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+    # A NaN or Inf weight makes every output NaN, which the pipeline would show as the unstyled input.
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if broken:
+        raise _fail(path, f"model.safetensors holds NaN or Inf values in {len(broken)} weight(s), "
+                          f"e.g. {broken[0]}; re-export or re-train the pack")
     pack_name = str(meta.get("name") or path.name)
     styles, seen = [], set()
     for i, s in enumerate(styles_meta):
