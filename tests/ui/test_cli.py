@@ -257,14 +257,18 @@ def test_a_broken_training_cli_is_an_error_not_missing_commands(monkeypatch):
         build_parser()
 
 
-def test_refused_distill_leaves_no_folder(tmp_path, capsys):
+@pytest.mark.parametrize("entry", ["stylecam", "python -m ui.cli_training"])
+def test_refused_distill_leaves_no_folder(tmp_path, capsys, entry):
+    from ui import cli_training
+
     teacher = tmp_path / "teacher.pth"
     teacher.write_bytes(np.random.default_rng(1).integers(0, 256, 2048, dtype=np.uint8).tobytes())
     data = tmp_path / "data"
     data.mkdir()
     cv2.imwrite(str(data / "a.png"), synthetic_frame())
     out = tmp_path / "pack"
-    assert run_cli("distill", "--teacher", teacher, "--data", data, "--out", out, "--steps", "2") == 2
+    argv = [str(a) for a in ("distill", "--teacher", teacher, "--data", data, "--out", out, "--steps", "2", "-v")]
+    assert (main if entry == "stylecam" else cli_training.main)(argv) == 2
     assert "not a PyTorch checkpoint" in _error_line(capsys)
     assert not out.exists()
 
