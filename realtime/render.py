@@ -19,7 +19,7 @@ from typing import Callable
 
 import cv2
 
-from .errors import DeviceError, InputError
+from .errors import InputError, StylecamError
 from .pipeline import Pipeline, PipelineConfig
 from .sinks import CONTAINERS
 from .sources import IMAGE_EXTENSIONS, open_source
@@ -189,9 +189,11 @@ def _render_video(src, pipe: Pipeline, out: Path, final: Path, total, on_frame, 
     tmp = _temp_beside(final)
     try:
         rec = Recorder(tmp, src.width, src.height, fps)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(e, StylecamError):
+            raise _naming_output(e, tmp, out) from None
         raise
     n = 0
     interrupted = False
@@ -217,9 +219,8 @@ def _render_video(src, pipe: Pipeline, out: Path, final: Path, total, on_frame, 
                 rec.close()
             finally:
                 _keep_or_discard(tmp, final, rec.frames_written)
-    except DeviceError as e:
-        # The recorder names the file it writes, the temporary one; the user knows the output's name.
-        raise DeviceError(str(e).replace(str(tmp), str(out))) from None
+    except StylecamError as e:
+        raise _naming_output(e, tmp, out) from None
     interrupted = interrupted or stop.requested
     if n == 0:
         if interrupted:
@@ -227,6 +228,11 @@ def _render_video(src, pipe: Pipeline, out: Path, final: Path, total, on_frame, 
         raise InputError(f"{getattr(src, 'name', 'input')}: no frames could be decoded")
     warnings = [] if interrupted else _shortfall(src, n, total)
     return RenderResult(out, n, time.perf_counter() - t0, interrupted, stop.signum, warnings)
+
+
+def _naming_output(e: StylecamError, tmp: Path, out: Path) -> StylecamError:
+    """The recorder's error names the file it writes, the temporary one; the user knows the output's name."""
+    return type(e)(str(e).replace(str(tmp), str(out)))
 
 
 def _keep_or_discard(tmp: Path, final: Path, frames_written: int) -> None:
