@@ -21,7 +21,7 @@ import cv2
 
 from .errors import InputError, StylecamError
 from .pipeline import Pipeline, PipelineConfig
-from .sinks import CONTAINERS
+from .sinks import CONTAINERS, Recorder
 from .sources import IMAGE_EXTENSIONS, open_source
 
 #: Video containers the recorder writes (the only ones worth suggesting).
@@ -183,8 +183,6 @@ def _write_image(res, out: Path, final: Path) -> None:
 
 def _render_video(src, pipe: Pipeline, out: Path, final: Path, total, on_frame, t0: float,
                   stop: _StopOnSignal) -> RenderResult:
-    from .sinks import Recorder
-
     fps = src.fps or 30.0
     tmp = _temp_beside(final)
     try:
