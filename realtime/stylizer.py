@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import platform
 import threading
 import time
 import warnings
@@ -22,6 +21,8 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 import torch
+
+from kernels.provenance import cpu_model
 
 from .errors import DeviceError, InputError
 from .student import StudentNet
@@ -127,16 +128,6 @@ def time_engine(engine: Engine, x: np.ndarray, w: np.ndarray, runs: int = 7, war
         engine(x, w)
         ts.append((time.perf_counter() - t0) * 1000)
     return float(np.median(ts))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _engine_cache_path() -> Path:

@@ -557,7 +557,7 @@ def test_close_while_another_thread_writes_loses_nothing(tmp_path: Path) -> None
 def test_recorder_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from realtime.sinks import _main
+    from realtime.benchmarks.recorder import main as _main
 
     out = tmp_path / "bench.json"
     assert _main(["--size", "64x48", "--frames", "12", "--json", str(out)]) == 0
