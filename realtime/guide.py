@@ -312,6 +312,7 @@ class GuideWorker:
         self._result: np.ndarray | None = None
         self._stop = False
         self._times: list[float] = []
+        self.teacher_times: list[float] = []  # every keyframe's teacher + fit ms (bench reports the median)
         self._thread = threading.Thread(target=self._run, name=f"guide-{style}", daemon=True)
 
     # ---- pipeline side --------------------------------------------------------------------
@@ -405,6 +406,7 @@ class GuideWorker:
                 return
             ms = (time.perf_counter() - t0) * 1000
             self._times = (self._times + [ms])[-9:]
+            self.teacher_times.append(ms)
             med = statistics.median(self._times)
             interval = self.every_ms if self.every_ms is not None else max(self.spec.cadence_ms,
                                                                            med / TEACHER_BUDGET)

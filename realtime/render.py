@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +48,9 @@ def render(source: str, output: str | os.PathLike, config: PipelineConfig,
     """Stylize every frame of ``source`` into ``output``.
 
     A still image renders to an image (``.png``/``.jpg``) or, given a video name, to a short
-    clip of repeated frames is refused as ambiguous. Ctrl-C (``KeyboardInterrupt``) stops
+    clip of repeated frames is refused as ambiguous. Guided styles run their teacher on a keyframe
+    every N frames, N matching the live cadence at the clip's frame rate (a still image is its own
+    keyframe), so a render is deterministic. Ctrl-C (``KeyboardInterrupt``) stops
     early and the video written so far is finalized and plays.
 
     Args:
@@ -69,6 +71,8 @@ def render(source: str, output: str | os.PathLike, config: PipelineConfig,
     pipe = None
     t0 = time.perf_counter()
     try:
+        if config.guide != "off":  # guided styles: a keyframe every N frames, in this thread
+            config = replace(config, guide="keyframes", guide_fps=float(src.fps or 30.0))
         pipe = Pipeline(config)
         total = src.info.get("frame_count")
         if max_frames and total:

