@@ -201,8 +201,11 @@ def keyframe_rgb(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def fit_keyframe(teacher: Callable[[np.ndarray], np.ndarray], frame: np.ndarray, spec: GuideSpec,
-                 prior: np.ndarray) -> np.ndarray:
+                 prior: np.ndarray, source: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Run the teacher on ``frame`` at the keyframe size and fit a map to its answer.
+
+    The map takes the keyframe itself to the teacher's answer, or, with ``source`` (``apply_to``
+    ``"student"``), the student's output for it: ``source(small uint8 BGR) -> uint8 BGR``.
 
     Raises:
         ValueError: the teacher returned NaN/inf or the wrong shape.
@@ -213,6 +216,8 @@ def fit_keyframe(teacher: Callable[[np.ndarray], np.ndarray], frame: np.ndarray,
         raise ValueError(f"the teacher returned shape {list(y.shape)} for a {list(x.shape)} keyframe")
     if not np.isfinite(y).all():
         raise ValueError("the teacher returned NaN or infinite values")
+    if source is not None:
+        x = keyframe_rgb(source(cv2.resize(frame, spec.keyframe, interpolation=cv2.INTER_AREA)), spec.keyframe)
     src = x[0].reshape(3, -1).T
     dst = y[0].reshape(3, -1).T
     return fit_map(src, dst, prior=prior)
@@ -296,14 +301,15 @@ class GuideWorker:
 
     def __init__(self, style: str, spec: GuideSpec, pack_dir: Path | None = None, every_ms: float | None = None,
                  on_status: Callable[[GuideStatus], None] | None = None, prior: np.ndarray | None = None,
-                 loader=None, resolver=None, clock: Callable[[], float] = time.monotonic):
+                 loader=None, resolver=None, clock: Callable[[], float] = time.monotonic,
+                 source: Callable[[np.ndarray], np.ndarray] | None = None):
         if every_ms is not None and not every_ms > 0:
             raise InputError(f"--guide-every {every_ms:g}: expected a positive number of milliseconds")
         self.style, self.spec, self.pack_dir = style, spec, pack_dir
         self.every_ms = every_ms
         self.on_status = on_status
         self.prior = np.array(spec.default_map if prior is None else prior, np.float64)
-        self.loader, self.resolver, self.clock = loader, resolver, clock
+        self.loader, self.resolver, self.clock, self.source = loader, resolver, clock, source
         self.status = GuideStatus(style, spec.teacher_name, keyframe=spec.keyframe,
                                   interval_ms=every_ms or spec.cadence_ms)
         self._cond = threading.Condition()
@@ -400,7 +406,7 @@ class GuideWorker:
                 frame, self._frame, self._want = self._frame, None, False
             t0 = time.perf_counter()
             try:
-                fitted = fit_keyframe(teacher, frame, self.spec, self.prior)
+                fitted = fit_keyframe(teacher, frame, self.spec, self.prior, self.source)
             except Exception as e:  # noqa: BLE001 - NaN or a failing teacher: fall back, keep running the app
                 self._fail(f"teacher {name} failed on a keyframe ({_one_line(e)})")
                 return
@@ -467,6 +473,7 @@ class Guides:
         self.statuses: dict[str, GuideStatus] = {}
         self.teacher_ms: list[float] = []  # keyframes mode: every teacher call, for bench
         self._frame_no = 0
+        self.stylizer = None  # set by the pipeline: keyframes of apply_to "student" styles run the student
 
     def _info(self, key: str):
         for s in self.registry.styles:
@@ -504,7 +511,7 @@ class Guides:
                     info = self._info(k)
                     pack = self.registry.packs[info.pack]
                     w = self.workers[k] = GuideWorker(k, info.guide, pack.path, self.every_ms, self.on_status,
-                                                      prior=self.state(k).map).start()
+                                                      prior=self.state(k).map, source=self._source(k)).start()
                 fitted = w.take()
                 if fitted is not None:
                     self.state(k).update(fitted)
@@ -536,7 +543,7 @@ class Guides:
             return
         t0 = time.perf_counter()
         try:
-            fitted = fit_keyframe(teacher, frame, st.spec, st.map)
+            fitted = fit_keyframe(teacher, frame, st.spec, st.map, self._source(key))
         except Exception as e:  # noqa: BLE001
             self._teachers[key] = None
             status = self.statuses[key]
@@ -549,6 +556,14 @@ class Guides:
         self.statuses[key].teacher_ms = statistics.median(self.teacher_ms)
         self.statuses[key].keyframes += 1
         st.update(fitted)
+
+    def _source(self, key: str) -> Callable[[np.ndarray], np.ndarray] | None:
+        """For ``apply_to: "student"``: the student's output on a keyframe, which the map then corrects."""
+        info = self._info(key)
+        if not info.student or info.guide.apply_to != "student" or self.stylizer is None:
+            return None
+        stylizer = self.stylizer
+        return lambda small: stylizer.stylize(small, {key: 1.0})
 
     # ---- rendering a mix ----------------------------------------------------------------------
     def split(self, mix: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:

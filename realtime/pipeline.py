@@ -88,6 +88,7 @@ class Pipeline:
         self.stylizer = Stylizer(self.registry, cfg.backend, cfg.internal_size, cfg.cpu_engine, cfg.crossfade_ms)
         self.compositor = Compositor(cfg.threshold, cfg.feather)
         self.guides = Guides(self.registry, cfg.guide, cfg.guide_every_ms, cfg.guide_fps, cfg.on_guide_status)
+        self.guides.stylizer = self.stylizer
         self.strength = cfg.strength
         self.mirror = cfg.mirror
         self.person, self.background = cfg.person, cfg.background

@@ -301,3 +301,24 @@ def test_device_path_applies_the_map_with_torch_ops_like_the_cpu_path(tmp_path):
     for a, b in zip(*outs):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
     assert not np.array_equal(outs[0][0], _frame(0))
+
+
+@pytest.mark.parametrize("apply_to", ["student", "input"])
+def test_a_guide_on_a_student_style_steers_it_towards_the_teacher(tmp_path, apply_to):
+    from tests.helpers import make_pack
+
+    d = make_pack(tmp_path / "stu", styles=("a", "b"), seed=1)
+    meta = json.loads((d / "pack.json").read_text())
+    meta["styles"][0]["guide"] = _guide({"path": str(_teacher_file(tmp_path)), "options": {"range": "0,1"}},
+                                        apply_to=apply_to)
+    (d / "pack.json").write_text(json.dumps(meta))
+    f = _frame(2)
+    want = apply_map(LOOK, f).astype(int)
+    with _pipe(d, "off") as p:
+        plain = p.process(f)[0]
+    with _pipe(d, "keyframes") as p:
+        guided = p.process(f)[0]
+        assert p.style.student and "guided by look.pt" in p.guide_text()
+    assert not np.array_equal(plain, guided)
+    if apply_to == "student":  # the map is fitted from the student's output to the teacher's
+        assert np.abs(guided.astype(int) - want).mean() < np.abs(plain.astype(int) - want).mean()
