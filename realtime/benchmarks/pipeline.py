@@ -64,7 +64,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
 
     # CPU engines: measure all three on the student as it runs here, store the winner for live use.
     comparison = {}
-    if pipe.backend == "cpu" and pipe.style is not None and compare_engines:
+    if pipe.backend == "cpu" and pipe.style is not None and pipe.style.student and compare_engines:
         progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
         pack = pipe.registry.pack_of(pipe.style)
         w, h = pipe.stylizer.size_for(size[0], size[1], pack)
@@ -76,6 +76,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
         pipe.process(data[0])
     result["cpu_backend_comparison"] = comparison or None
 
+    _wait_for_guide(pipe, data, progress)
     progress(f"throughput: {frames} frames unpaced…")
     for i in range(warmup):
         pipe.process(data[i % len(data)])
@@ -105,6 +106,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     result["backend_reason"] = pipe.backend_reason
     runner = next(iter(pipe.stylizer._runners.values()), None)
     result["cpu_engine"] = runner.engine.name if runner else None
+    result["guide"] = _guide_result(pipe)
 
     if baselines:
         stylize_med = result["stages_ms"]["stylize"] + result["stages_ms"]["prepare"]
@@ -115,6 +117,38 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     pipe.close()
     result.update(provenance({"threads_used": cpu_threads()}))
     return result
+
+
+def _wait_for_guide(pipe: Pipeline, data: list[np.ndarray], progress, timeout_s: float = 180.0) -> None:
+    """A guided style is timed with its guide running: feed frames until its teacher has answered."""
+    key = pipe.style.key if pipe.style else None
+    if key is None or not pipe.guides.guided(key) or pipe.guides.mode != "live":
+        return
+    progress("waiting for the guide's teacher (fetch, load, first keyframe)…")
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < timeout_s:
+        pipe.process(data[i % len(data)])
+        i += 1
+        st = pipe.guides.status(key)
+        if st is not None and (st.state == "default" or st.keyframes >= 2):
+            return
+        time.sleep(0.02)
+
+
+def _guide_result(pipe: Pipeline) -> dict | None:
+    """The guide's teacher ms (median over the keyframes of the run) and keyframe interval, for the JSON."""
+    key = pipe.style.key if pipe.style else None
+    if key is None or not pipe.guides.guided(key):
+        return None
+    st = pipe.guides.status(key)
+    w = pipe.guides.workers.get(key)
+    times = w.teacher_times if w is not None else pipe.guides.teacher_ms
+    return {"text": pipe.guide_text(), "state": st.state if st else None,
+            "teacher": pipe.style.guide.teacher_name, "keyframe": list(pipe.style.guide.keyframe),
+            "teacher_ms_median": round(float(np.median(times)), 2) if times else None,
+            "keyframe_interval_ms": round(st.interval_ms, 1) if st else None,
+            "keyframes": st.keyframes if st else 0}
 
 
 def _paced_latency(pipe: Pipeline, source: str, size: tuple[int, int], frames: int) -> tuple[list[float], int]:
