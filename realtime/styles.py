@@ -32,7 +32,7 @@ from typing import Iterable
 import torch
 
 from .errors import InputError
-from .student import REGISTRY, StudentNet
+from .student import StudentNet, architectures, build_student
 
 SCHEMA_VERSION = 1
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -87,10 +87,18 @@ class StylePack:
         r = self.meta.get("resolution")
         return (int(r[0]), int(r[1])) if r else None
 
+    @property
+    def kind(self) -> str:
+        """``"lut"`` for an image-adaptive 3D LUT model (applied per pixel at full resolution), else ``"cin"``."""
+        from .lut import is_lut_arch
+
+        return "lut" if is_lut_arch(self.architecture["arch"]) else "cin"
+
     def build(self) -> StudentNet:
-        """A fresh :class:`StudentNet` with this pack's weights (eval mode, float32, CPU)."""
+        """A fresh student with this pack's weights (eval mode, float32, CPU): a :class:`StudentNet`,
+        or a ``realtime.lut.LutNet`` for a LUT pack (same call signature)."""
         a = self.architecture
-        net = StudentNet(a["arch"], int(a["width"]), int(a["num_styles"]))
+        net = build_student(a["arch"], int(a["width"]), int(a["num_styles"]))
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -119,8 +127,8 @@ def load_pack(path: str | os.PathLike) -> StylePack:
     if ver != SCHEMA_VERSION:
         raise _fail(path, f"schema_version {ver!r} is not supported (expected {SCHEMA_VERSION})")
     arch = meta.get("architecture")
-    if not isinstance(arch, dict) or arch.get("arch") not in REGISTRY:
-        raise _fail(path, f"architecture.arch must be one of {sorted(REGISTRY)}, got {arch!r}")
+    if not isinstance(arch, dict) or arch.get("arch") not in architectures():
+        raise _fail(path, f"architecture.arch must be one of {architectures()}, got {arch!r}")
     try:
         width, n_styles = int(arch["width"]), int(arch["num_styles"])
     except (KeyError, TypeError, ValueError):
@@ -139,7 +147,10 @@ def load_pack(path: str | os.PathLike) -> StylePack:
         state = load_file(str(weights_path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise _fail(path, f"model.safetensors cannot be read ({type(e).__name__}: {e})") from None
-    expected = StudentNet(arch["arch"], width, n_styles).state_dict()
+    try:
+        expected = build_student(arch["arch"], width, n_styles).state_dict()
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
