@@ -12,11 +12,13 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
 from .composite import PRESETS, Compositor, Treatment, masked_blur, smoothstep_alpha
 from .errors import InputError
+from .guide import Guides, GuideStatus
 from .styles import StyleInfo, StyleRegistry
 from .stylizer import Mix, Stylizer
 
@@ -45,6 +47,10 @@ class PipelineConfig:
     include_user_styles: bool = True
     include_shipped_styles: bool = True
     device_path: bool | None = None  # None: the fused-kernel path when the backend is cuda
+    guide: str = "live"  # guided styles: live (background teacher) | keyframes (deterministic) | off
+    guide_every_ms: float | None = None  # --guide-every; None: the style's cadence, adapted
+    guide_fps: float = 30.0  # keyframes mode: the clip's frame rate
+    on_guide_status: Callable[[GuideStatus], None] | None = None  # called from guide threads
 
 
 @dataclass
@@ -81,6 +87,8 @@ class Pipeline:
             log.warning("%s", w)
         self.stylizer = Stylizer(self.registry, cfg.backend, cfg.internal_size, cfg.cpu_engine, cfg.crossfade_ms)
         self.compositor = Compositor(cfg.threshold, cfg.feather)
+        self.guides = Guides(self.registry, cfg.guide, cfg.guide_every_ms, cfg.guide_fps, cfg.on_guide_status)
+        self.guides.stylizer = self.stylizer
         self.strength = cfg.strength
         self.mirror = cfg.mirror
         self.person, self.background = cfg.person, cfg.background
@@ -190,6 +198,7 @@ class Pipeline:
         same = person.kind == background.kind and (
             pmix == bmix if person.kind == "style" else replace(person) == replace(background))
         need_mask = self.config.segmentation and not same
+        self.guides.before_frame(frame, [*(pmix or {}), *(bmix or {})])
 
         seg: Future | None = None
         if need_mask:
@@ -206,7 +215,7 @@ class Pipeline:
             if mix is not None:
                 k = tuple(sorted(mix.items()))
                 if k not in styled:
-                    styled[k] = self.stylizer.stylize(frame, mix)
+                    styled[k] = self.guides.stylize(self.stylizer, frame, mix)
         st.prepare_ms = self.stylizer.prepare_ms
         st.stylize_ms = (time.perf_counter() - t1) * 1000 - st.prepare_ms
 
@@ -267,7 +276,7 @@ class Pipeline:
             if mix is not None:
                 k = tuple(sorted(mix.items()))
                 if k not in deltas:
-                    deltas[k] = self.stylizer.delta_torch(ft, mix)
+                    deltas[k] = self.guides.delta_torch(self.stylizer, ft, mix)
         if dev.type == "cuda":
             torch.cuda.current_stream().synchronize()
         st.stylize_ms = (time.perf_counter() - t1) * 1000
@@ -315,7 +324,12 @@ class Pipeline:
         st.t_done = time.perf_counter()
         return out, st
 
+    def guide_text(self) -> str | None:
+        """What steers the current style, for the status bar and log (``None``: not a guided style)."""
+        return self.guides.describe(self.style.key if self.style else None)
+
     def close(self) -> None:
+        self.guides.close()
         self.stylizer.close()
         if self._seg_pool is not None:
             self._seg_pool.shutdown(wait=True)

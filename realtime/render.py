@@ -13,7 +13,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -117,7 +117,9 @@ def render(source: str, output: str | os.PathLike, config: PipelineConfig,
     A still image renders to an image (``.png``/``.jpg``); a still image to a video name is refused
     as ambiguous. SIGINT (Ctrl-C) or SIGTERM stops early: the video written so far is finalized,
     plays, and is renamed into place (``RenderResult.interrupted``). The output is refused when it is
-    the input file (same path, symlink or hard link).
+    the input file (same path, symlink or hard link). Guided styles run their teacher on a keyframe
+    every N frames, N matching the live cadence at the clip's frame rate (a still image is its own
+    keyframe), so a render is deterministic.
 
     Args:
         source: video file, image file or camera index.
@@ -137,6 +139,8 @@ def render(source: str, output: str | os.PathLike, config: PipelineConfig,
                           max_frames=1 if is_image_in else max_frames)
         pipe = None
         try:
+            if config.guide != "off":  # guided styles: a keyframe every N frames, in this thread
+                config = replace(config, guide="keyframes", guide_fps=float(src.fps or 30.0))
             pipe = Pipeline(config)
             total = src.info.get("frame_count")
             if max_frames and total:

@@ -14,8 +14,13 @@ A style pack is a directory::
      "resolution": [320, 240],             # (w, h) the students were trained to run at (optional)
      "styles": [{"id": "candy", "name": "Candy", "preview": "previews/candy.jpg",
                  "teacher": {"name": "...", "sha256": "...", "options": {}, "license": "...", "source": "..."},
-                 "metrics": {"fidelity_gain": 0.85, ...}}, ...],
+                 "metrics": {"fidelity_gain": 0.85, ...},
+                 "guide": {...}},                  # optional: a guided style (see realtime.guide)
+                ...],
      "recipe": {...}}
+
+A pack whose styles are all guided may come without a student: no ``model.safetensors`` and no
+``architecture``; each style is then its colour map alone.
 
 The registry looks in ``--styles DIR`` (a pack, or a folder of packs), then the user's data
 directory (``$XDG_DATA_HOME/stylecam/styles``), then the shipped ``assets/styles/``.
@@ -32,7 +37,8 @@ from typing import Iterable
 import torch
 
 from .errors import InputError
-from .student import REGISTRY, StudentNet
+from .guide import GuideSpec, parse_guide
+from .student import StudentNet, architectures, build_student
 
 SCHEMA_VERSION = 1
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -54,15 +60,20 @@ class StyleInfo:
     metrics: dict = field(default_factory=dict)
     teacher: dict = field(default_factory=dict)
     hotkey: str | None = None
+    guide: GuideSpec | None = None
+    student: bool = True  # False: a guided style whose pack has no student (its map alone)
 
     @property
     def key(self) -> str:
         return f"{self.pack}/{self.id}"
 
     def to_json(self) -> dict:
-        return {"id": self.id, "name": self.name, "pack": self.pack, "hotkey": self.hotkey,
-                "metrics": self.metrics, "teacher": self.teacher,
-                "preview": str(self.preview) if self.preview else None}
+        d = {"id": self.id, "name": self.name, "pack": self.pack, "hotkey": self.hotkey,
+             "metrics": self.metrics, "teacher": self.teacher,
+             "preview": str(self.preview) if self.preview else None}
+        if self.guide is not None:
+            d["guide"] = {**self.guide.to_json(with_map=False), "student": self.student}
+        return d
 
 
 @dataclass
@@ -78,6 +89,11 @@ class StylePack:
         return self.meta["architecture"]
 
     @property
+    def has_student(self) -> bool:
+        """False for a pack of guided styles only (no ``model.safetensors``)."""
+        return "architecture" in self.meta
+
+    @property
     def order(self) -> int:
         """Its place among the packs of its folder (``pack.json`` "order", 0 when absent)."""
         return self.meta.get("order", 0)
@@ -87,10 +103,18 @@ class StylePack:
         r = self.meta.get("resolution")
         return (int(r[0]), int(r[1])) if r else None
 
+    @property
+    def kind(self) -> str:
+        """``"lut"`` for an image-adaptive 3D LUT model (applied per pixel at full resolution), else ``"cin"``."""
+        from .lut import is_lut_arch
+
+        return "lut" if is_lut_arch(self.architecture["arch"]) else "cin"
+
     def build(self) -> StudentNet:
-        """A fresh :class:`StudentNet` with this pack's weights (eval mode, float32, CPU)."""
+        """A fresh student with this pack's weights (eval mode, float32, CPU): a :class:`StudentNet`,
+        or a ``realtime.lut.LutNet`` for a LUT pack (same call signature)."""
         a = self.architecture
-        net = StudentNet(a["arch"], int(a["width"]), int(a["num_styles"]))
+        net = build_student(a["arch"], int(a["width"]), int(a["num_styles"]))
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -107,8 +131,6 @@ def load_pack(path: str | os.PathLike) -> StylePack:
         raise _fail(path, "not a directory")
     if not meta_path.is_file():
         raise _fail(path, "pack.json is missing")
-    if not weights_path.is_file():
-        raise _fail(path, "model.safetensors is missing")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -118,28 +140,64 @@ def load_pack(path: str | os.PathLike) -> StylePack:
     ver = meta.get("schema_version")
     if ver != SCHEMA_VERSION:
         raise _fail(path, f"schema_version {ver!r} is not supported (expected {SCHEMA_VERSION})")
-    arch = meta.get("architecture")
-    if not isinstance(arch, dict) or arch.get("arch") not in REGISTRY:
-        raise _fail(path, f"architecture.arch must be one of {sorted(REGISTRY)}, got {arch!r}")
-    try:
-        width, n_styles = int(arch["width"]), int(arch["num_styles"])
-    except (KeyError, TypeError, ValueError):
-        raise _fail(path, "architecture needs integer 'width' and 'num_styles'") from None
     order = meta.get("order", 0)
     if isinstance(order, bool) or not isinstance(order, int):
         raise _fail(path, f"'order' must be an integer (its place among the packs of its folder), got {order!r}")
     styles_meta = meta.get("styles")
     if not isinstance(styles_meta, list) or not styles_meta:
         raise _fail(path, "'styles' must be a non-empty list")
-    if len(styles_meta) != n_styles:
-        raise _fail(path, f"lists {len(styles_meta)} styles but architecture.num_styles is {n_styles}")
+    guides: list[GuideSpec | None] = []
+    for i, s in enumerate(styles_meta):
+        if not isinstance(s, dict) or not s.get("id"):
+            raise _fail(path, f"styles[{i}] needs an 'id'")
+        try:
+            guides.append(parse_guide(s["guide"], f"styles[{i}] ({s['id']})") if "guide" in s else None)
+        except InputError as e:
+            raise _fail(path, str(e)) from None
+    has_student = "architecture" in meta
+    state: dict[str, torch.Tensor] = {}
+    if not has_student:
+        if not all(guides):
+            raise _fail(path, "has no 'architecture' (no student), so every style needs a 'guide'")
+    else:
+        state = _load_student(path, meta, weights_path, len(styles_meta))
+    pack_name = str(meta.get("name") or path.name)
+    styles, seen = [], set()
+    for i, (s, g) in enumerate(zip(styles_meta, guides)):
+        sid = str(s["id"])
+        if sid in seen:
+            raise _fail(path, f"style id {sid!r} appears twice")
+        seen.add(sid)
+        prev = s.get("preview")
+        styles.append(StyleInfo(id=sid, name=str(s.get("name") or sid), pack=pack_name, index=i,
+                                preview=(path / prev) if prev and (path / prev).is_file() else None,
+                                metrics=dict(s.get("metrics") or {}), teacher=dict(s.get("teacher") or {}),
+                                guide=g, student=has_student))
+    return StylePack(path=path, name=pack_name, meta=meta, styles=styles, state_dict=state)
+
+
+def _load_student(path: Path, meta: dict, weights_path: Path, n_listed: int) -> dict[str, torch.Tensor]:
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict) or arch.get("arch") not in architectures():
+        raise _fail(path, f"architecture.arch must be one of {architectures()}, got {arch!r}")
+    try:
+        width, n_styles = int(arch["width"]), int(arch["num_styles"])
+    except (KeyError, TypeError, ValueError):
+        raise _fail(path, "architecture needs integer 'width' and 'num_styles'") from None
+    if n_listed != n_styles:
+        raise _fail(path, f"lists {n_listed} styles but architecture.num_styles is {n_styles}")
+    if not weights_path.is_file():
+        raise _fail(path, "model.safetensors is missing")
     try:
         from safetensors.torch import load_file
 
         state = load_file(str(weights_path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise _fail(path, f"model.safetensors cannot be read ({type(e).__name__}: {e})") from None
-    expected = StudentNet(arch["arch"], width, n_styles).state_dict()
+    try:
+        expected = build_student(arch["arch"], width, n_styles).state_dict()
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -155,20 +213,21 @@ def load_pack(path: str | os.PathLike) -> StylePack:
     if broken:
         raise _fail(path, f"model.safetensors holds NaN or Inf values in {len(broken)} weight(s), "
                           f"e.g. {broken[0]}; re-export or re-train the pack")
-    pack_name = str(meta.get("name") or path.name)
-    styles, seen = [], set()
-    for i, s in enumerate(styles_meta):
-        if not isinstance(s, dict) or not s.get("id"):
-            raise _fail(path, f"styles[{i}] needs an 'id'")
-        sid = str(s["id"])
-        if sid in seen:
-            raise _fail(path, f"style id {sid!r} appears twice")
-        seen.add(sid)
-        prev = s.get("preview")
-        styles.append(StyleInfo(id=sid, name=str(s.get("name") or sid), pack=pack_name, index=i,
-                                preview=(path / prev) if prev and (path / prev).is_file() else None,
-                                metrics=dict(s.get("metrics") or {}), teacher=dict(s.get("teacher") or {})))
-    return StylePack(path=path, name=pack_name, meta=meta, styles=styles, state_dict=state)
+    return state
+
+
+def save_guided_pack(path: str | os.PathLike, meta: dict) -> Path:
+    """Write a pack of guided styles without a student (``pack.json`` only; every style has a ``guide``)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in meta.items() if k != "architecture"}
+    meta["schema_version"] = SCHEMA_VERSION
+    (path / "model.safetensors").unlink(missing_ok=True)
+    tmpj = path / "pack.json.tmp"
+    tmpj.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmpj, path / "pack.json")
+    load_pack(path)  # what was written must load
+    return path
 
 
 def save_pack(path: str | os.PathLike, net: StudentNet, meta: dict) -> Path:

@@ -32,6 +32,9 @@ def add_pipeline_arguments(p, live: bool = False) -> None:
                    help="MediaPipe selfie segmentation model")
     p.add_argument("--mask-smoothing", type=float, default=0.5, metavar="F",
                    help="temporal smoothing of the person mask, 0–0.95")
+    p.add_argument("--guide-every", type=float, default=None, metavar="MS",
+                   help="guided styles: run the teacher on a keyframe every MS milliseconds (default: the "
+                        "style's cadence, slowed so the teacher uses at most a quarter of one core)")
 
 
 def pipeline_config(args: argparse.Namespace):
@@ -48,9 +51,12 @@ def pipeline_config(args: argparse.Namespace):
         raise InputError(f"--strength {args.strength}: expected a number from 0 to 1")
     if not 0.0 <= args.mask_smoothing <= 0.95:
         raise InputError(f"--mask-smoothing {args.mask_smoothing}: expected a number from 0 to 0.95")
+    every = getattr(args, "guide_every", None)
+    if every is not None and not every > 0:
+        raise InputError(f"--guide-every {every:g}: expected a positive number of milliseconds")
     return PipelineConfig(
         style=args.style, styles_dirs=[str(d) for d in args.styles], person=person, background=background,
         strength=strength, backend=args.backend, cpu_engine=args.cpu_engine,
         internal_size=parse_size(args.internal_size, "--internal-size") if args.internal_size else None,
         segmentation=not args.no_segmentation, seg_model=args.seg_model,
-        mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror))
+        mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror), guide_every_ms=every)

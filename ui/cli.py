@@ -53,7 +53,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 # ---- bench --------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from realtime.bench import run_bench
+    from realtime.benchmarks.pipeline import run_bench
 
     if not (args.preset or args.person or args.background):
         args.preset = "blur"  # the live default case: segmentation on, styled person, blurred background

@@ -30,8 +30,10 @@ _METRIC_LABELS = {
 }
 
 
-def style_tooltip(style: StyleInfo) -> str:
-    """Name, pack, hotkey, teacher and measured metrics of ``style`` as a rich-text tooltip."""
+def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
+    """Name, pack, hotkey, teacher, guide and measured metrics of ``style`` as a rich-text tooltip.
+
+    ``guide_now``: what the guide of a guided style is doing now (the status bar's text)."""
     lines = [f"<b>{style.name}</b> <i>({style.pack})</i>"]
     if style.hotkey:
         lines.append(f"Hotkey: <b>{style.hotkey}</b>")
@@ -47,6 +49,13 @@ def style_tooltip(style: StyleInfo) -> str:
         lines.append(f"{label}: {shown}")
     if not style.metrics:
         lines.append("<i>no measured metrics in this pack</i>")
+    g = style.guide
+    if g is not None:
+        w, h = g.keyframe
+        lines.append(f"Guided: {g.teacher_name} looks at the scene at {w}×{h} every {g.cadence_ms / 1000:.1f} s "
+                     f"or less often; without it the style runs on its default map")
+        if guide_now:
+            lines.append(f"<i>Now: {guide_now}</i>")
     return "<br>".join(lines)
 
 
@@ -119,6 +128,11 @@ class StyleGallery(QListWidget):
             self.addItem(item)
             self._keys.append(style.key)
         self.itemClicked.connect(self._on_item_clicked)
+
+    def set_guide_note(self, style: StyleInfo, text: str | None) -> None:
+        """Refresh a guided style's tooltip with what its guide does now."""
+        if style.key in self._keys:
+            self.item(self._keys.index(style.key)).setToolTip(style_tooltip(style, text))
 
     def _on_item_clicked(self, item: QListWidgetItem) -> None:
         self.styleChosen.emit(item.data(Qt.ItemDataRole.UserRole))

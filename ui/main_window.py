@@ -272,10 +272,12 @@ class MainWindow(QMainWindow):
         self.fps_label = QLabel("— fps")
         self.stage_label = QLabel("")
         self.dropped_label = QLabel("")
+        self.guide_label = QLabel("")
+        self._guide_text: str | None = None
         self.rec_label = QLabel("")
         self.rec_label.setStyleSheet("color: #d22; font-weight: bold;")
         sb.addWidget(self.backend_label, 1)  # temporary messages cover it for a few seconds
-        for w in (self.rec_label, self.fps_label, self.stage_label, self.dropped_label):
+        for w in (self.rec_label, self.guide_label, self.fps_label, self.stage_label, self.dropped_label):
             sb.addPermanentWidget(w)
         log.info("backend: %s (%s)", pipeline.backend, pipeline.backend_reason)
         self.resize(1180, 720)
@@ -419,6 +421,7 @@ class MainWindow(QMainWindow):
         self.stage_label.setToolTip("Milliseconds per frame: prepare, segmentation (overlaps stylization), "
                                     "stylization, compositing, total; latency is capture → on screen")
         self.dropped_label.setText(f"dropped {info.dropped}")
+        self._show_guide(info.guide)
         rec = info.recording
         if rec is not None:
             text = f"● REC {format_duration(rec.seconds)} {rec.bytes / 1e6:.1f} MB"
@@ -426,6 +429,22 @@ class MainWindow(QMainWindow):
                 text += " — encoder behind!"
             self.rec_label.setText(text)
             self.rec_label.setToolTip(rec.path)
+
+    def _show_guide(self, text: str | None) -> None:
+        """What steers a guided style, in the status bar and its gallery tooltip (logged when it changes)."""
+        if text == self._guide_text:
+            return
+        self._guide_text = text
+        self.guide_label.setText(text or "")
+        self.guide_label.setToolTip("A guided style: its teacher looks at small keyframes in the background "
+                                    "and a colour map fitted to its answer steers every frame"
+                                    + ("; the default map runs until the teacher answers" if text and
+                                       "default map" in text else "") if text else "")
+        style = next((s for s in self.styles if s.key == self.style_key), None)
+        if style is not None and style.guide is not None:
+            self.gallery.set_guide_note(style, text)
+        if text:
+            log.info("%s", text)
 
     def _on_source_opened(self, description: str, is_demo: bool) -> None:
         self.cameras.current.setText(f"Showing: {description}")

@@ -70,6 +70,7 @@ class FrameInfo:
     dropped: int
     latency_ms: float  # capture → finished
     recording: RecordingInfo | None
+    guide: str | None = None  # what steers a guided style now (None: not a guided style)
 
 
 def _open_source(req: SourceRequest):
@@ -282,8 +283,12 @@ class PipelineWorker(QObject):
             self._ui_busy.set()
             info = FrameInfo(stats=stats, index=frame.index, dropped=self._source.dropped if self._source else 0,
                              latency_ms=(time.perf_counter() - frame.t_capture) * 1000.0,
-                             recording=self._recording_info())
+                             recording=self._recording_info(), guide=self._guide_text())
             self.frameReady.emit(out, info)
+
+    def _guide_text(self) -> str | None:
+        fn = getattr(self._pipeline, "guide_text", None)
+        return fn() if fn is not None else None
 
     def _feed_sinks(self, out: np.ndarray, t_capture: float) -> None:
         if self._record_dir is not None and self._recorder is None:
