@@ -9,6 +9,16 @@ from realtime.errors import InputError
 from realtime.sizes import parse_size  # noqa: F401  (re-exported for the commands)
 
 
+def add_global_flags(parser: argparse.ArgumentParser, in_command: bool = False) -> None:
+    """Flags that go before or after the command (``stylecam -v live`` = ``stylecam live -v``).
+
+    Add them to the main parser, then with ``in_command=True`` to each command's parser: there the default is
+    SUPPRESS, so leaving the flag out after the command keeps the value given before it.
+    """
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if in_command else False,
+                        help="log what happens (backend, engines)")
+
+
 def add_pipeline_arguments(p, live: bool = False) -> None:
     """Flags that shape the pipeline. ``live``: strength and mirror default to the saved settings."""
     p.add_argument("--style", metavar="NAME", help="style to use (id, name or pack/id); default: the first available")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from realtime.errors import InputError, StylecamError
-from ui.args import add_pipeline_arguments, parse_size, pipeline_config
+from ui.args import add_global_flags, add_pipeline_arguments, parse_size, pipeline_config
 
 log = logging.getLogger("stylecam")
 
@@ -143,22 +143,13 @@ def cmd_live(args: argparse.Namespace) -> int:
     return run_live(args)
 
 
-def _add_global_flags(parser: argparse.ArgumentParser, in_command: bool = False) -> None:
-    """Flags that go before or after the command (``stylecam -v live`` = ``stylecam live -v``).
-
-    In a command, the default is SUPPRESS so that leaving the flag out there keeps the value given before it.
-    """
-    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if in_command else False,
-                        help="log what happens (backend, engines)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     # The training commands register with the rest: they import torch and training code only when run, so an
     # ImportError here is a bug to show, not an optional part to hide.
     from ui.cli_training import register as register_training
 
     parser = argparse.ArgumentParser(prog="stylecam", description="Real-time webcam stylization.")
-    _add_global_flags(parser)
+    add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _register_live(sub)
 
@@ -191,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_training(sub)
     for command in sub.choices.values():
-        _add_global_flags(command, in_command=True)
+        add_global_flags(command, in_command=True)
     return parser
 
 

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from realtime.errors import InputError
+from realtime.errors import InputError, StylecamError
 from realtime.sizes import parse_size
 from realtime.student import DEFAULT_ARCH, REGISTRY
 
@@ -278,11 +278,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ui.cli_training``, e.g. under ``torchrun``): the ``stylecam`` command line,
-    with its global flags and error handling."""
-    from ui.cli import main as stylecam_main
+    """Stand-alone entry (``python -m ui.cli_training``, e.g. under ``torchrun``) with the same global flags and
+    error handling as ``stylecam``."""
+    from ui.args import add_global_flags
 
-    return stylecam_main(argv)
+    parser = argparse.ArgumentParser(prog="stylecam")
+    add_global_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    for command in sub.choices.values():
+        add_global_flags(command, in_command=True)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StylecamError as e:
+        print(f"stylecam: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
