@@ -699,7 +699,12 @@ class Recorder:
             with contextlib.suppress(OSError):
                 self.path.unlink()  # a file no player opens is no recording
         self.frames_written, self._saved_s = frames, seconds
-        kept = f"the first {frames} frames ({seconds:.1f} s) are saved" if frames else "nothing was saved"
+        if frames > 1:
+            kept = f"the first {frames} frames ({seconds:.{1 if seconds >= 1 else 2}f} s) are saved"
+        elif frames == 1:
+            kept = "only the first frame is saved"
+        else:
+            kept = "nothing was saved"
         # The owner reports it (raised from write/close, or on_error): logging it too would print it twice.
         log.debug("recording to %s stopped: %s", self.path, why)
         self._error = f"recording to {self.path} stopped: {why}; {kept}"

@@ -153,7 +153,8 @@ def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.crash_safety", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.crash_safety",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300, help="frames per throughput run (default 300)")
     parser.add_argument("--fps", type=float, default=30.0)
