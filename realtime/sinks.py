@@ -459,10 +459,10 @@ class Recorder:
             }
         try:
             stream.codec_context.open()
+            container.start_encoding()  # the header, into memory until the first cluster joins it
         except Exception as exc:
             container.close()
             raise DeviceError(f"cannot open the {self.codec} encoder for {self.path}: {exc}") from exc
-        container.start_encoding()  # the header, into memory until the first cluster joins it
         return container, stream
 
     # ------------------------------------------------------------------ producer API
