@@ -7,6 +7,7 @@ the pipeline when frames arrive at the camera rate.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -19,9 +20,10 @@ import cv2
 import numpy as np
 
 from kernels.provenance import provenance
-from realtime.benchmarks.frames import bench_frames
+from realtime.benchmarks.common import bench_frames, emit_json
 from realtime.errors import DeviceError, InputError
 from realtime.sinks import X264_PRESETS, Recorder
+from realtime.sizes import parse_size
 
 
 def bench_recorder(
@@ -126,11 +128,6 @@ def bench_recorder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    from realtime.sizes import parse_size
-
     parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.recorder", description="Benchmark the recorder.")
     parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300)
@@ -149,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, DeviceError) as exc:
         print(f"stylecam: error: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 

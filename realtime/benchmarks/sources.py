@@ -8,7 +8,6 @@ returning) for a waiting consumer. The clip is a synthetic H.264 scene written t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import cv2
 
 from kernels.provenance import provenance
-from realtime.benchmarks.frames import percentile, synthetic_frames
+from realtime.benchmarks.common import emit_json, percentile, synthetic_frames
 from realtime.errors import InputError
 from realtime.sinks import Recorder
 from realtime.sizes import parse_size
@@ -101,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         w, h = parse_size(args.size)
     except InputError as exc:
         parser.error(str(exc))
-    text = json.dumps(bench_sources((w, h), args.frames), indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(bench_sources((w, h), args.frames), args.json)
     return 0
 
 
