@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from realtime.errors import InputError
+from realtime.sizes import parse_size
 from realtime.sources import open_source
 
 
@@ -61,3 +64,11 @@ def emit_json(result: dict[str, Any], path: str | Path | None) -> None:
     print(text)
     if path:
         Path(path).write_text(text + "\n")
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``argparse`` type for a ``WxH`` size: ``(w, h)``, or a usage error naming what was expected."""
+    try:
+        return parse_size(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -20,10 +20,9 @@ import cv2
 import numpy as np
 
 from kernels.provenance import provenance
-from realtime.benchmarks.common import bench_frames, emit_json, percentile
+from realtime.benchmarks.common import bench_frames, emit_json, percentile, size_arg
 from realtime.errors import DeviceError, InputError
 from realtime.sinks import X264_PRESETS, Recorder
-from realtime.sizes import parse_size
 
 
 class _TimedRecorder(Recorder):
@@ -146,7 +145,7 @@ def bench_recorder(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.recorder", description="Benchmark the recorder.")
-    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
+    parser.add_argument("--size", type=size_arg, default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"])
@@ -155,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
     try:
-        w, h = parse_size(args.size)
-    except InputError as exc:
-        parser.error(str(exc))
-    try:
-        result = bench_recorder((w, h), args.frames, args.fps, args.codec, args.source, preset=args.preset)
+        result = bench_recorder(args.size, args.frames, args.fps, args.codec, args.source, preset=args.preset)
     except (InputError, DeviceError) as exc:
         print(f"stylecam: error: {exc}", file=sys.stderr)
         return 2
