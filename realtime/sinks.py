@@ -309,7 +309,7 @@ class Recorder:
         crf: quality for libx264 (lower is better; 18–23 is typical); nvenc uses it as its constant quality.
         preset: libx264 preset. ``veryfast`` costs ~18 ms of CPU per 1080p frame (about half a core at 30 fps);
             ``superfast``/``ultrafast`` save only 15–35% of that for 1.7–2x the bits
-            (``python -m realtime.sinks --size 1920x1080 --preset ...`` measures it).
+            (``python -m realtime.benchmarks.recorder --size 1920x1080 --preset ...`` measures it).
         queue_size: frames that may wait for the encoder before ``write`` blocks.
         flush_interval_ms: longest cluster/fragment (:data:`FLUSH_INTERVAL_MS`), which bounds what a crash loses.
         on_behind: ``on_behind(True|False)`` from the writing thread when the encoder starts or stops holding

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from kernels.provenance import provenance
-from realtime.benchmarks.frames import load_frames, percentile
+from realtime.benchmarks.common import load_frames, percentile
 from realtime.pipeline import FrameStats, Pipeline, PipelineConfig
 from realtime.sources import open_source
 from realtime.stylizer import compare_cpu_engines, cpu_threads, engine_cache_key, save_engine_choice

@@ -226,9 +226,11 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, grade_teacher):
                 "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("stylecam: error: --data") and "broken.jpg" in err[-1] and "1 unreadable" in err[-1]
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty OUT/run/ behind
     assert cli(["distill", "--teacher", str(tmp_path / "nope.pth"), "--data", "skimage:", "--out",
                 str(tmp_path / "o"), "--steps", "1"]) == 2
     assert "nope.pth: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     assert cli(["distill", "--teacher", str(grade_teacher), "--style", "a:colour=red", "--data", "skimage:",
                 "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
