@@ -53,8 +53,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CLIP = REPO / "assets" / "demo" / "demo.mp4"
-# The kernel benchmark, run with ``python -m``: ``kernels.benchmarks`` (``kernels.bench`` before it moved).
-KERNEL_BENCH = "kernels.benchmarks" if importlib.util.find_spec("kernels.benchmarks") else "kernels.bench"
+KERNEL_BENCH = "kernels.benchmarks"  # run with ``python -m``
 CLI = "ui.cli"
 HD = (1920, 1080)  # (w, h)
 KERNEL_SIZES = ("720p", "1080p", "4k")
@@ -148,7 +147,11 @@ def judge_tests(d: dict) -> list[dict]:
     if d["tests"] == 0:
         return [line("gpu_tests", FAIL, value, budget, "no test was collected with the gpu marker")]
     if d["failed"] or d["errors"] or d["skipped"]:
-        why = "; ".join(f"{p['outcome']} {p['test']}: {p['message']}" for p in d["problems"][:3])
+        groups: dict[tuple[str, str], list[str]] = {}  # (outcome, message) -> tests
+        for p in d["problems"]:
+            groups.setdefault((p["outcome"], p["message"]), []).append(p["test"])
+        why = "; ".join(f"{outcome} {tests[0]}{f' and {len(tests) - 1} more' if len(tests) > 1 else ''}: {msg}"
+                        for (outcome, msg), tests in list(groups.items())[:3])
         return [line("gpu_tests", FAIL, value, budget, why)]
     return [line("gpu_tests", PASS, value, budget)]
 
@@ -251,12 +254,14 @@ def held_out_pictures(size: tuple[int, int]) -> dict[str, np.ndarray]:
 
 
 def fp16_fidelity(device: str = "cuda", size: tuple[int, int] = HD, styles_dirs: list[str] | None = None,
-                  include_shipped: bool = True, pictures: dict[str, np.ndarray] | None = None) -> dict:
-    """Every style of every pack: fp16 as the live CUDA path runs it against fp32 with the reference ops.
+                  include_shipped: bool = True, pictures: dict[str, np.ndarray] | None = None,
+                  progress: Callable[[str], None] = lambda msg: None) -> dict:
+    """Every style of every student pack: fp16 as the live CUDA path runs it against fp32 with the reference ops.
 
     fp16: ``net.half()`` in channels_last with :func:`kernels.dispatch.student_norm_impl` (the Triton
     norm on CUDA) and :func:`kernels.dispatch.prepare` (CuPy on CUDA), as ``CudaEngine`` and
-    ``Stylizer.delta_torch`` run it. fp32: the same weights with the torch reference norm and prepare.
+    ``Stylizer.delta_torch`` run it. fp32: the same weights with the torch reference norm and prepare,
+    TF32 off.
     The student runs at the frame size, as it does on the cuda backend.
 
     Returns:
@@ -278,9 +283,19 @@ def fp16_fidelity(device: str = "cuda", size: tuple[int, int] = HD, styles_dirs:
     result: dict[str, Any] = {
         "device": str(dev), "size": [w, h], "pictures": list(pictures),
         "norm": "triton" if impl is not None and dev.type == "cuda" else "reference",
-        "prepare": dispatch.providers().composite if dev.type == "cuda" else "reference", "packs": []}
+        "prepare": dispatch.providers().composite if dev.type == "cuda" else "reference", "packs": [],
+        "not_compared": []}
+    # A true fp32 reference: cuDNN would otherwise run fp32 convolutions in TF32 (fp16's mantissa).
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         for name, pack in registry.packs.items():
+            if not pack.has_student or pack.kind != "cin":
+                why = "guided styles only, no student" if not pack.has_student else \
+                    "a LUT student: its device path (realtime.lut_live) is not compared here"
+                result["not_compared"].append({"pack": name, "why": why})
+                continue
+            progress(f"fp16 against fp32: {name}")
             n_styles = pack.architecture["num_styles"]
             net32 = pack.build().eval().to(dev)
             net16 = pack.build().eval().half().to(dev).to(memory_format=torch.channels_last)
@@ -312,6 +327,7 @@ def fp16_fidelity(device: str = "cuda", size: tuple[int, int] = HD, styles_dirs:
                                     "results": rows})
     finally:
         set_norm_impl(None)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     return result
 
 
@@ -319,10 +335,14 @@ def fp16_argv(folder: Path) -> list[str]:
     return [sys.executable, "-m", "ui.gpu_check", "--step", "fp16", "--out", str(folder / "fp16.json")]
 
 
+def _say(msg: str) -> None:
+    print(msg, flush=True)  # a child's progress, shown in the report's output tail when it stops early
+
+
 def judge_fp16(d: dict) -> list[dict]:
     budget = f"PSNR ≥ {FP16_PSNR_DB:g} dB and max error ≤ {FP16_MAX_LEVELS:g}/255 against fp32"
     if not d.get("packs"):
-        return [line("fp16_vs_fp32", FAIL, None, budget, "no style pack was found")]
+        return [line("fp16_vs_fp32", FAIL, None, budget, "no style pack with a student was found")]
     out = []
     how = f"{d['size'][0]}x{d['size'][1]}, norm {d['norm']}, prepare {d['prepare']}, " \
           f"pictures {', '.join(d['pictures'])} (never trained on)"
@@ -413,8 +433,10 @@ def record_once(path: Path, frames: list[np.ndarray], n: int, codec: str, fps: f
 
 
 def recording_check(folder: Path, size: tuple[int, int] = HD, n: int = 300, source: Path = DEMO_CLIP,
-                    codecs: tuple[str, ...] = ("h264_nvenc", "libx264")) -> dict:
+                    codecs: tuple[str, ...] = ("h264_nvenc", "libx264"),
+                    progress: Callable[[str], None] = lambda msg: None) -> dict:
     """``n`` frames of ``source`` at ``size`` through the Recorder with each codec, each decoded back."""
+    progress(f"reading {source.name} at {size[0]}x{size[1]}")
     frames = _source_frames(source, size, min(n, 60))
     result: dict[str, Any] = {"source": str(source), "size": list(size), "frames": n}
     for codec in codecs:
@@ -422,6 +444,7 @@ def recording_check(folder: Path, size: tuple[int, int] = HD, n: int = 300, sour
         if why is not None:
             result[codec] = {"unavailable": why}
             continue
+        progress(f"recording {n} frames with {codec}, then decoding them")
         try:
             result[codec] = record_once(folder / f"{codec}.mkv", frames, n, codec)
         except Exception as exc:  # reported as this codec's failure; the other codec still runs
@@ -481,8 +504,8 @@ STEPS: list[Step] = [
 
 #: This module's own steps, run in a child process by ``--step NAME --out FILE``.
 CHILD_STEPS: dict[str, Callable[[Path], dict]] = {
-    "fp16": lambda folder: fp16_fidelity("cuda"),
-    "recording": lambda folder: recording_check(folder),
+    "fp16": lambda folder: fp16_fidelity("cuda", progress=_say),
+    "recording": lambda folder: recording_check(folder, progress=_say),
 }
 
 
@@ -563,14 +586,10 @@ def run_step(step: Step, work: Path, timeout_s: float | None = None) -> tuple[di
 
 
 def _provenance() -> dict:
-    try:
-        from kernels.provenance import provenance  # the project's one helper for machine, versions, commit
-    except ImportError:  # trees from before that helper
-        from realtime.bench import git_commit, machine, versions
+    from kernels.provenance import provenance
 
-        return {"commit": git_commit(), "machine": machine(), "versions": versions()}
     p = provenance()
-    p.pop("created_utc", None)
+    p.pop("created_utc", None)  # the report has its own
     return p
 
 
@@ -593,17 +612,17 @@ def format_line(ln: dict) -> str:
 def run_check(steps: list[Step], json_path: Path | None, gpu: str, budget_s: float = TOTAL_BUDGET_S,
               echo: Callable[[str], None] = print) -> dict:
     """Run ``steps`` one after another (each in its own process) and write the report after each."""
+    try:
+        prov = _provenance()
+    except Exception as exc:  # provenance is a nice-to-have; the checks still run
+        prov = {"provenance_error": f"{type(exc).__name__}: {exc}"}
     report: dict[str, Any] = {
         "check": "stylecam gpu-check", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "gpu": gpu, "budgets": {"gpu_frame_ms": GPU_FRAME_MS, "camera_fps": CAMERA_FPS,
+        "gpu": gpu, **prov, "budgets": {"gpu_frame_ms": GPU_FRAME_MS, "camera_fps": CAMERA_FPS,
                                 "latency_p95_ms": LATENCY_P95_MS, "min_kernel_speedup": MIN_SPEEDUP,
                                 "fp16_psnr_db": FP16_PSNR_DB, "fp16_max_levels": FP16_MAX_LEVELS,
                                 "record_psnr_db": RECORD_PSNR_DB},
         "verdict": None, "counts": {}, "lines": [], "steps": {}}
-    try:
-        report.update(_provenance())
-    except Exception as exc:  # provenance is a nice-to-have; the checks still run
-        report["provenance_error"] = f"{type(exc).__name__}: {exc}"
     deadline = time.monotonic() + budget_s
     with tempfile.TemporaryDirectory(prefix="stylecam-gpu-check-") as work:
         for i, step in enumerate(steps, 1):

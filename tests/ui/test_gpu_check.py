@@ -310,14 +310,28 @@ def test_pipeline_argv_is_the_cli_bench_on_cuda_at_1080p_with_segmentation():
 # ---- fp16 step ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fp16_result(tmp_path_factory):
-    pack = make_pack(tmp_path_factory.mktemp("fp16") / "pk", styles=("a", "b"))
-    return gc.fp16_fidelity("cpu", size=(64, 48), styles_dirs=[str(pack)], include_shipped=False)
+    import torch
+
+    from realtime import student
+    from tests.realtime.test_lut import make_lut_pack
+
+    packs = tmp_path_factory.mktemp("fp16")
+    make_pack(packs / "pk", styles=("a", "b"))
+    make_lut_pack(packs / "lut")
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    result = gc.fp16_fidelity("cpu", size=(64, 48), styles_dirs=[str(packs)], include_shipped=False)
+    # the process is left as it was: TF32 settings and the student's norm op
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == flags
+    assert student._norm_impl is student.StyleNormFn.reference
+    return result
 
 
 def test_fp16_step_runs_on_cpu_tensors(fp16_result):
     d = fp16_result
     assert d["size"] == [64, 48] and d["pictures"] == list(gc.HELD_OUT_PHOTOS) and d["norm"] == "reference"
     (p,) = d["packs"]
+    assert d["not_compared"] == [{"pack": "lut", "why": "a LUT student: its device path (realtime.lut_live) is "
+                                                        "not compared here"}]
     assert p["pack"] == "pk" and p["styles"] == 2 and p["nonfinite"] == 0 and len(p["results"]) == 4
     for r in p["results"]:
         assert 30 < r["psnr_db"] < 99 and 0 < r["max_levels"] < 255  # fp16 differs from fp32, a little
@@ -337,7 +351,7 @@ def test_fp16_verdicts(fp16_result):
     assert gc.judge_fp16(d)[0]["verdict"] == "FAIL"
     p["nonfinite"] = 1
     assert "not finite" in gc.judge_fp16(d)[0]["value"]
-    assert gc.judge_fp16({**d, "packs": []})[0]["reason"] == "no style pack was found"
+    assert gc.judge_fp16({**d, "packs": []})[0]["reason"] == "no style pack with a student was found"
 
 
 def test_held_out_photos_are_the_ones_training_holds_out():
