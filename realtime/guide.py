@@ -474,6 +474,10 @@ class Guides:
         self.teacher_ms: list[float] = []  # keyframes mode: every teacher call, for bench
         self._frame_no = 0
         self.stylizer = None  # set by the pipeline: keyframes of apply_to "student" styles run the student
+        #: keyframes mode: frames between a keyframe and the first frame its map steers (0 for renders;
+        #: evaluation sets it to score the map as live delivers it, from a keyframe ≥ 0.5 s old).
+        self.lag_frames = 0
+        self._pending: list[tuple[int, str, np.ndarray]] = []
 
     def _info(self, key: str):
         for s in self.registry.styles:
@@ -521,6 +525,10 @@ class Guides:
                 spec = self.state(k).spec
                 if self._frame_no % keyframe_every(spec, self.fps, self.every_ms) == 0:
                     self._keyframe(k, frame)
+            due = [p for p in self._pending if p[0] <= self._frame_no]
+            self._pending = [p for p in self._pending if p[0] > self._frame_no]
+            for _, k, fitted in due:
+                self.state(k).update(fitted)
             self._frame_no += 1
 
     def _keyframe(self, key: str, frame: np.ndarray) -> None:
@@ -555,7 +563,7 @@ class Guides:
         self.teacher_ms.append(ms)
         self.statuses[key].teacher_ms = statistics.median(self.teacher_ms)
         self.statuses[key].keyframes += 1
-        st.update(fitted)
+        self._pending.append((self._frame_no + self.lag_frames, key, fitted))
 
     def _source(self, key: str) -> Callable[[np.ndarray], np.ndarray] | None:
         """For ``apply_to: "student"``: the student's output on a keyframe, which the map then corrects."""

@@ -1,0 +1,77 @@
+"""Guided styles offline: default maps, motion clips, scoring as live, recipes with a guide."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from realtime.colormap import apply_map, apply_map_torch
+from tests.realtime.test_guide import LOOK, _frame, _pack, _teacher_file
+from training.guided import ewarp_np, evaluate_guided, fit_default_map, motion_clip
+
+
+class _TorchLook:
+    """A full-resolution teacher answering with LOOK (the scorer's interface: float RGB NCHW)."""
+
+    sha256, options = "", {}
+
+    def __call__(self, x):
+        return apply_map_torch(LOOK, x)
+
+
+def test_default_map_from_pictures_recovers_a_global_look():
+    pics = [_frame(i)[:, :, ::-1] for i in range(4)]
+    m = fit_default_map(_TorchLook(), pics, (32, 24))
+    f = _frame(9)
+    err = np.abs(apply_map(m, f).astype(int) - apply_map(LOOK, f).astype(int))
+    assert err.mean() < 2 and err.max() <= 8  # an unseen frame: the ridge keeps extrapolation small
+
+
+def test_motion_clip_motions_are_exact():
+    frame = np.ascontiguousarray(_frame(1, 96, 128)[:, :, ::-1])
+    clip, motions = motion_clip(frame, n=4, seed=0, noise=0.0)
+    assert len(clip) == 4 and len(motions) == 3 and clip[0].shape == frame.shape
+    moving = ewarp_np(clip, [np.array([[1.0, 0, 0], [0, 1, 0]])] * 3)  # pretending nothing moved
+    assert ewarp_np(clip, motions) < 0.25 * moving
+
+
+def test_scoring_as_live_uses_old_keyframes_and_reaches_a_global_teacher(tmp_path):
+    pack = _pack(tmp_path, _teacher_file(tmp_path))
+    frames = [("a", np.ascontiguousarray(_frame(3, 48, 64)[:, :, ::-1])),
+              ("b", np.ascontiguousarray(_frame(4, 48, 64)[:, :, ::-1]))]
+    m = evaluate_guided(pack, "look", _TorchLook(), frames, clip_len=8, scored=2, fps=10.0, lag_s=0.5)
+    # at 10 fps and a 100 ms cadence every frame is a keyframe, each steering 5 frames later
+    assert m["fidelity_gain"] > 0.9 and m["fidelity_gain_min"] > 0.9 and set(m["per_picture"]) == {"a", "b"}
+    assert m["eval"]["map_age"] == ">= 0.5 s"
+    # too short a clip for the lag: the scored frames still run on the default (identity) map
+    m0 = evaluate_guided(pack, "look", _TorchLook(), frames[:1], clip_len=3, scored=2, fps=10.0, lag_s=0.5)
+    assert abs(m0["fidelity_gain"]) < 0.05
+
+
+def test_recipe_guide_is_validated(tmp_path):
+    from training.recipes.recipe import RecipeError, load_recipe
+
+    base = json.loads((__import__("pathlib").Path("training/recipes/film.json")).read_text())
+    base["extends"] = str(__import__("pathlib").Path("training/recipes/base/portraits.json").resolve())
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(base))
+    r = load_recipe(p)
+    assert r.guide == {"keyframe": [160, 120], "cadence_ms": 500.0, "map": "quadratic", "blend": 0.5,
+                       "apply_to": "input", "student": False}
+    base["guide"]["blend"] = 2
+    p.write_text(json.dumps(base))
+    with pytest.raises(RecipeError, match=r"guide.blend must be a number in \(0, 1\]"):
+        load_recipe(p)
+    base["guide"] = {"every": 3}
+    p.write_text(json.dumps(base))
+    with pytest.raises(RecipeError, match="guide must be an object with keys from"):
+        load_recipe(p)
+
+
+def test_per_picture_target():
+    from training.recipes.targets import style_failures
+
+    m = {"fidelity_gain": 0.9, "fidelity_gain_min": 0.7, "fidelity_gain_min_picture": "clock"}
+    assert style_failures(m, {"fidelity_gain_min": 0.85, "fidelity_gain_picture_min": 0.75}) == [
+        "fidelity_gain_min 0.700 (worst picture, clock) < target 0.75"]
