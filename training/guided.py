@@ -347,3 +347,115 @@ def write_guided_pack_subset(src: Path, keep: list[str], dst: Path, extra_meta: 
                     [cv2.IMWRITE_JPEG_QUALITY, 85])
         s["preview"] = rel
     return save_guided_pack(dst, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# stylecam distill --guide on|auto
+# --------------------------------------------------------------------------------------------
+
+def _local_guide(spec, default_map: np.ndarray, apply_to: str, keyframe=(160, 120), cadence_ms=500.0) -> dict:
+    """A guide entry for a user's teacher file (by path; nothing to fetch)."""
+    return {"teacher": {"name": Path(spec.teacher).name, "path": str(Path(spec.teacher).resolve()),
+                        "options": json_copy(spec.options)},
+            "keyframe": list(keyframe), "cadence_ms": cadence_ms, "map": "quadratic", "blend": 0.5,
+            "apply_to": apply_to, "default_map": np.round(default_map, 6).tolist()}
+
+
+def _pictures(sources: Sequence[str]) -> list[np.ndarray]:
+    from training.data import ImageSet
+
+    images = ImageSet(list(sources))
+    return [images.load(it) for it in images.items]
+
+
+def guided_only_pack(styles, data: Sequence[str], out: Path, name: str = "", description: str = "",
+                     progress: Callable[[str], None] = print) -> Path:
+    """A pack of guided styles without a student: each style's default map fitted on ``data``."""
+    from realtime.styles import save_guided_pack
+    from training.teachers import load_teacher
+
+    pics = _pictures(data)
+    entries = []
+    for s in styles:
+        teacher = load_teacher(s.teacher, **json_copy(s.options))
+        progress(f"{s.id}: fitting the default map on {len(pics)} picture(s) at 160x120")
+        dm = fit_default_map(teacher, pics, (160, 120))
+        entries.append({"id": s.id, "name": s.name or s.id,
+                        "teacher": {"name": teacher.name, "sha256": teacher.sha256, "options": teacher.options,
+                                    "license": s.license, "source": s.source},
+                        "guide": _local_guide(s, dm, "input")})
+    return save_guided_pack(out, {"name": name or Path(out).name, "description": description, "styles": entries})
+
+
+def score_pack_as_live(pack_dir: Path, styles, held_out: Sequence[str], cache: Path | None,
+                       progress: Callable[[str], None] = print) -> dict[str, dict]:
+    """Every style of a pack scored as live on ``held_out`` pictures (their teachers from ``styles``)."""
+    from training.teachers import load_teacher
+
+    frames = [(f"picture{i}", camera_frame(p)) for i, p in enumerate(_pictures(held_out))]
+    return {s.id: evaluate_guided(pack_dir, s.id, load_teacher(s.teacher, **json_copy(s.options)), frames,
+                                  cache=cache, progress=progress) for s in styles}
+
+
+def write_metrics(pack_dir: Path, metrics: dict[str, dict], key: str | None = None) -> None:
+    """Put ``metrics[style_id]`` into ``pack.json`` (under ``key`` inside each style's metrics, if given)."""
+    import json
+
+    p = Path(pack_dir) / "pack.json"
+    meta = json.loads(p.read_text())
+    for s in meta["styles"]:
+        if s["id"] in metrics:
+            if key is None:
+                s["metrics"] = {**s.get("metrics", {}), **metrics[s["id"]]}
+            else:
+                s.setdefault("metrics", {})[key] = metrics[s["id"]]
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(p)
+
+
+def set_guides(pack_dir: Path, guides: dict[str, dict | None]) -> None:
+    """Add (or, with ``None``, remove) styles' guide entries in a student pack's ``pack.json``."""
+    import json
+
+    from realtime.styles import load_pack
+
+    p = Path(pack_dir) / "pack.json"
+    meta = json.loads(p.read_text())
+    for s in meta["styles"]:
+        if s["id"] in guides:
+            g = guides[s["id"]]
+            if g is None:
+                s.pop("guide", None)
+            else:
+                s["guide"] = g
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(p)
+    load_pack(pack_dir)
+
+
+def choose_guidance(pack_dir: Path, styles, held_out: Sequence[str], cache: Path | None, min_gain: float = 0.02,
+                    progress: Callable[[str], None] = print) -> dict[str, str]:
+    """``--guide auto`` on a student pack: score each style as live unguided, and guided with the map
+    correcting the student's output and its input; keep the better guidance only where it raises
+    fidelity_gain by at least ``min_gain``. Returns ``{style_id: "off" | "student" | "input"}``."""
+    ident = np.eye(10, 3)  # the identity map: without its teacher a guided student style is the student alone
+    set_guides(pack_dir, {s.id: None for s in styles})
+    scores = {"off": score_pack_as_live(pack_dir, styles, held_out, cache, progress)}
+    for mode in ("student", "input"):
+        set_guides(pack_dir, {s.id: _local_guide(s, ident, mode) for s in styles})
+        scores[mode] = score_pack_as_live(pack_dir, styles, held_out, cache, progress)
+    choice, final = {}, {}
+    for s in styles:
+        base = scores["off"][s.id]["fidelity_gain"]
+        best = max(("student", "input"), key=lambda m: scores[m][s.id]["fidelity_gain"])
+        gain = scores[best][s.id]["fidelity_gain"] - base
+        choice[s.id] = best if gain >= min_gain else "off"
+        progress(f"{s.id}: as live unguided {base:.3f}, guided on the student's output "
+                 f"{scores['student'][s.id]['fidelity_gain']:.3f}, on its input {scores['input'][s.id]['fidelity_gain']:.3f}"
+                 f" → guide {choice[s.id]}")
+        final[s.id] = None if choice[s.id] == "off" else _local_guide(s, ident, choice[s.id])
+    set_guides(pack_dir, final)
+    write_metrics(pack_dir, {s.id: scores[choice[s.id]][s.id] for s in styles}, key="as_live")
+    return choice

@@ -75,3 +75,28 @@ def test_per_picture_target():
     m = {"fidelity_gain": 0.9, "fidelity_gain_min": 0.7, "fidelity_gain_min_picture": "clock"}
     assert style_failures(m, {"fidelity_gain_min": 0.85, "fidelity_gain_picture_min": 0.75}) == [
         "fidelity_gain_min 0.700 (worst picture, clock) < target 0.75"]
+
+
+def test_distill_guide_on_with_no_training_writes_a_guided_pack(tmp_path, capsys):
+    import cv2
+
+    from realtime.styles import load_pack
+    from ui.cli import main
+
+    teacher = _teacher_file(tmp_path)
+    pics = []
+    for i in range(3):
+        pics.append(tmp_path / f"p{i}.png")
+        cv2.imwrite(str(pics[-1]), _frame(i, 96, 128))
+    out = tmp_path / "pack"
+    assert main(["distill", "--teacher", str(teacher), "--teacher-range", "0,1", "--data", str(pics[0]), str(pics[1]),
+                 "--held-out", str(pics[2]), "--out", str(out), "--guide", "on", "--minutes", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "as live, fidelity_gain" in text and "no student" in text
+    pack = load_pack(out)
+    s = pack.styles[0]
+    assert not pack.has_student and s.guide.teacher["path"] == str(teacher.resolve())
+    assert s.metrics["fidelity_gain"] > 0.9  # a global teacher is matched exactly
+    assert main(["distill", "--teacher", str(teacher), "--data", str(pics[0]), "--out", str(tmp_path / "x"),
+                 "--minutes", "0"]) == 2
+    assert "add --guide on" in capsys.readouterr().err
