@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/stylecam
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15
 
 # Every kernel checked without a GPU (Triton interpreter, NVRTC builds, g++-emulated CUDA C), with a summary.
 kernels-check: $(STAMP)

@@ -7,7 +7,8 @@
   with CuPy, :mod:`kernels.emu` runs the same source on the CPU (g++) for verification.
 * :mod:`kernels.dispatch` — what the app calls: GPU kernels when they work, references otherwise,
   and a one-line reason saying which.
-* :mod:`kernels.bench` — timings and counted bytes moved; :mod:`kernels.check` — ``make kernels-check``.
+* :mod:`kernels.benchmarks` — timings and counted bytes moved; :mod:`kernels.check` — ``make kernels-check``.
+* :mod:`kernels.provenance` — machine, versions and commit, recorded by every benchmark of the project.
 
 This package knows nothing about frame sources, styles or Qt; importing it imports neither
 Triton nor CuPy (those load on first use).

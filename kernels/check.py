@@ -27,7 +27,7 @@ GROUPS = {
     "test_cuda_source": "composite.cu NVRTC builds (sm_80, sm_89, sm_90) + g++ -Werror",
     "test_reference_norm": "norm reference (= student op; rows, blends, bad input)",
     "test_dispatch": "dispatch (status line, CPU fallback)",
-    "test_bench": "bench (counted bytes, JSON, CLI)",
+    "test_benchmarks": "benchmarks (counted bytes, JSON, CLI)",
     "test_gpu": "GPU kernels vs reference (needs CUDA)",
 }
 
@@ -78,14 +78,14 @@ def main() -> int:
         failed |= bool(c["failed"])
         print(f"  [{'FAIL' if c['failed'] else 'ok':>4}] {mod:66s} {c['passed']} passed, {c['failed']} failed")
 
-    from kernels import bench, composite_ops
+    from kernels import benchmarks, composite_ops
 
     try:
         (major, minor), lib = composite_ops.nvrtc_version()
         print(f"  NVRTC {major}.{minor} from {lib}")
     except Exception as err:  # reported, and already failed in test_cuda_source
         print(f"  NVRTC unavailable: {err}")
-    a = bench.analytic()
+    a = benchmarks.analytic()
     print(f"  analytic bytes per {a['frame']} frame:")
     for key in ("norm", "composite"):
         v = a[key]

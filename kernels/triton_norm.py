@@ -4,7 +4,7 @@ One kernel computes the per-(sample, channel) statistics in float32, normalises,
 per-sample style affine (a row of the bank, or a blend of rows), the activation and the
 residual add, and optionally smooths the statistics over frames. The unfused torch path
 (``instance_norm`` → ``* gamma`` → ``+ beta`` → activation → ``+ residual``) moves the feature
-map through memory 8–11 times; this kernel moves it 3–4 times (counted in :mod:`kernels.bench`).
+map through memory 8–11 times; this kernel moves it 3–4 times (counted in :mod:`kernels.benchmarks`).
 
 Parallelisation: one program per (sample, block of ``BLOCK_C`` channels), looping over H×W in
 tiles of ``BLOCK`` elements. NCHW input uses ``BLOCK_C = 1`` (tiles run along the contiguous

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import av
 import cv2
@@ -44,49 +44,180 @@ CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov"}
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
+#: Longest stretch of video the muxer holds before handing it to the file: a Matroska cluster or MP4 fragment
+#: ends at least this often. What a crash can lose is this plus the encoder's lookahead; each cluster costs a
+#: few bytes (a fragment ~100), so shorter clusters are nearly free.
+FLUSH_INTERVAL_MS = 250
+
+#: Space held back on the recording's disk so that a recording stopped by a full disk can still be finished:
+#: the rest of the cluster being written, the frames inside the encoder, the index.
+RESERVE_BYTES = 8 << 20
+
 _STOP = object()
 
 
 class OutputFile:
-    """A file opened for the muxer that writes every byte or raises, and counts what it wrote.
+    """The recording's file: it appears only once it opens, takes every byte or raises, and holds space back.
 
-    FFmpeg ignores short writes from a custom writer, so ``write`` loops until all bytes are out. Bytes go
-    straight to the operating system (no user-space buffer), so a killed process loses nothing already written.
+    Until :meth:`commit`, bytes collect in memory and no file exists, so a process killed before the first
+    cluster/fragment is complete leaves nothing rather than a header that no player opens; :meth:`commit`
+    creates the file and writes the header and the first cluster in one go. From then on bytes go straight to
+    the operating system (no user-space buffer), so a killed process loses nothing already written. FFmpeg
+    ignores short writes from a custom writer, so ``write`` loops until all bytes are out.
+
+    ``reserve`` bytes are allocated on the same disk (in an anonymous file that vanishes with the process) when
+    the file is opened. When the disk fills up, they are given back, the write that failed is retried in that
+    room and :attr:`out_of_space` is set: the recorder then finishes the file (last cluster, index, duration)
+    instead of leaving it cut off in the middle of a cluster.
+
+    Args:
+        path: the file to create (an existing one is replaced at :meth:`commit`).
+        reserve: bytes to hold back; 0 holds none.
+
+    Attributes:
+        bytes_written: all bytes handed over, rewrites of headers included. size: current file size.
+        out_of_space: the disk filled up and the reserve has been used.
+        write_error: the error a write raised, once one has.
+
+    Raises:
+        OSError: the reserve cannot be allocated (``ENOSPC``: the disk is already full).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reserve: int = RESERVE_BYTES) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.bytes_written = 0  # all bytes handed to the OS, rewrites of headers included
-        self.size = 0  # current file size
+        self._fd = -1
+        self._mem: bytearray | None = bytearray()  # the file's bytes until commit()
+        self._pos = 0
+        self._closed = False
+        self.bytes_written = 0
+        self.size = 0
+        self.out_of_space = False
+        self.write_error: OSError | None = None
+        self._reserve_fd = -1
+        self._reserved = 0
+        if reserve > 0:
+            self._hold(reserve)
+
+    # ------------------------------------------------------------------ the reserve
+    def _hold(self, n: int) -> None:
+        """Allocate ``n`` bytes in an unnamed file beside :attr:`path` (sets ``_reserved``)."""
+        directory = self.path.parent
+        try:
+            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)  # Linux: never has a name
+        except (AttributeError, OSError):
+            fd, name = tempfile.mkstemp(prefix=".stylecam-reserve-", dir=directory)
+            try:
+                os.unlink(name)  # the space stays allocated while fd is open, and is freed when the process ends
+            except OSError:  # a system that cannot unlink open files: record without a reserve
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+                return
+        try:
+            try:
+                os.posix_fallocate(fd, 0, n)
+            except (AttributeError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                chunk = bytes(1 << 20)
+                for offset in range(0, n, len(chunk)):
+                    os.write(fd, chunk[: n - offset])
+        except BaseException:
+            os.close(fd)
+            raise
+        self._reserve_fd, self._reserved = fd, n
+
+    def _release(self) -> None:
+        """Give the reserve back to the disk (clears ``_reserved``)."""
+        fd, self._reserve_fd, self._reserved = self._reserve_fd, -1, 0
+        if fd >= 0:
+            os.close(fd)
+
+    def _os_write(self, fd: int, data: memoryview) -> int:
+        """``os.write``; a test replaces it (with ``_hold`` and ``_release``) to model a small disk."""
+        return os.write(fd, data)
+
+    # ------------------------------------------------------------------ the file
+    @property
+    def committed(self) -> bool:
+        """True once the file exists on disk."""
+        return self._mem is None
+
+    def commit(self) -> None:
+        """Create the file and write what collected in memory (header and first cluster) at once."""
+        if self._mem is None:
+            return
+        data, self._mem = self._mem, None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._write_all(memoryview(data))
+        os.lseek(self._fd, self._pos, os.SEEK_SET)
 
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
-        total = len(view)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self.bytes_written += total
-        self.size = max(self.size, os.lseek(self._fd, 0, os.SEEK_CUR))
-        return total
+        n = len(view)
+        if self._mem is not None:
+            if self._pos > len(self._mem):
+                self._mem.extend(bytes(self._pos - len(self._mem)))
+            self._mem[self._pos : self._pos + n] = view
+        else:
+            self._write_all(view)
+        self._pos += n
+        self.bytes_written += n
+        self.size = max(self.size, self._pos)
+        return n
+
+    def _write_all(self, view: memoryview) -> None:
+        try:
+            while view:
+                try:
+                    n = self._os_write(self._fd, view)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC or not self._reserved:
+                        raise
+                    self._release()  # finish in the room held back for this
+                    self.out_of_space = True
+                    continue
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[n:]
+        except OSError as exc:
+            self.write_error = exc
+            raise
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return os.lseek(self._fd, offset, whence)
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += self.size
+        if self._mem is None:
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        self._pos = offset
+        return offset
 
     def tell(self) -> int:
-        return os.lseek(self._fd, 0, os.SEEK_CUR)
+        return self._pos
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to ``size`` bytes (gives space back to a full disk)."""
+        if self._mem is not None:
+            del self._mem[size:]
+        elif self._fd >= 0:
+            os.ftruncate(self._fd, size)
+        self.size = min(self.size, size)
 
     def flush(self) -> None:
         pass  # unbuffered
 
     def close(self) -> None:
+        self._closed = True
+        self._release()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._closed
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
@@ -161,10 +292,11 @@ class Recorder:
             ``superfast``/``ultrafast`` save only 15–35% of that for 1.7–2x the bits
             (``python -m realtime.sinks --size 1920x1080 --preset ...`` measures it).
         queue_size: frames that may wait for the encoder before ``write`` blocks.
+        flush_interval_ms: longest cluster/fragment (:data:`FLUSH_INTERVAL_MS`), which bounds what a crash loses.
         on_behind: ``on_behind(True|False)`` from the writing thread when the encoder starts or stops holding
             ``write`` back.
         on_error: ``on_error(message)`` from the encoder thread when recording stops on an error.
-        opener: opens the output for writing (default :class:`OutputFile`); tests inject failing files.
+        opener: makes the :class:`OutputFile` (default); tests inject files on a simulated small disk.
 
     Attributes:
         path: the output file. codec: the encoder in use. preset: the libx264 preset.
@@ -188,9 +320,10 @@ class Recorder:
         crf: int = 21,
         preset: str = "veryfast",
         queue_size: int = 8,
+        flush_interval_ms: int = FLUSH_INTERVAL_MS,
         on_behind: Callable[[bool], None] | None = None,
         on_error: Callable[[str], None] | None = None,
-        opener: Callable[[Path], BinaryIO | OutputFile] = OutputFile,
+        opener: Callable[[Path], OutputFile] = OutputFile,
     ) -> None:
         self.path = check_writable(path)
         fmt = CONTAINERS.get(self.path.suffix.lower())
@@ -205,6 +338,9 @@ class Recorder:
             raise InputError(f"recording fps must be > 0, got {fps}")
         if queue_size < 1:
             raise InputError(f"queue_size must be >= 1, got {queue_size}")
+        if flush_interval_ms < 1:
+            raise InputError(f"flush_interval_ms must be >= 1, got {flush_interval_ms}")
+        self._flush_ms = int(flush_interval_ms)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         # H.264 4:2:0 needs even sizes; losing one edge pixel beats refusing to record.
         self._enc_w, self._enc_h = self.width & ~1, self.height & ~1
@@ -233,18 +369,24 @@ class Recorder:
         self.blocked_ms = 0.0
         self.behind = False
         self._last_written_pts = -1
+        self._saved_s: float | None = None  # seconds that decode, once a failure has been accounted for
+        self._good_size = 0  # file size after the last complete cluster/fragment
 
         try:
             self._file = opener(self.path)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DeviceError(
+                    f"cannot record to {self.path}: the disk is full "
+                    f"(recording needs {RESERVE_BYTES >> 20} MB free to start)"
+                ) from exc
             raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         try:
             self._container, self._stream = self._open_container(fmt)
         except Exception:
-            self._file.close()
-            with contextlib.suppress(OSError):
-                self.path.unlink()
+            self._file.close()  # nothing was created: the file appears with its first cluster
             raise
+        self._header_size = self._file.size
         self._thread = threading.Thread(target=self._run, name=f"recorder:{self.path.name}", daemon=True)
         self._thread.start()
         # An exception that unwinds past the owner still finalizes the file at interpreter exit.
@@ -272,11 +414,13 @@ class Recorder:
         raise InputError(f"unknown recording codec {codec!r}; expected auto, libx264 or h264_nvenc")
 
     def _open_container(self, fmt: str) -> tuple[Any, Any]:
-        options = {"flush_packets": "1"}  # hand each finished cluster/fragment to the OS at once
+        options = {"flush_packets": "1"}  # hand each finished cluster/fragment to the file at once
+        # Bound what a crash can lose, from the first frame on: short clusters/fragments.
         if fmt == "matroska":
-            options["cluster_time_limit"] = "1000"  # ms; bounds what a crash can lose
+            options["cluster_time_limit"] = str(self._flush_ms)
         else:
             options["movflags"] = _FRAGMENTED_MOVFLAGS
+            options["frag_duration"] = str(self._flush_ms * 1000)  # microseconds
         container = av.open(self._file, mode="w", format=fmt, options=options)
         gop = max(1, round(self.fps))  # a keyframe (and so a new fragment) every second
         # No B-frames: presentation times stay exactly the capture times (MP4 would otherwise shift the start by
@@ -306,6 +450,7 @@ class Recorder:
         except Exception as exc:
             container.close()
             raise DeviceError(f"cannot open the {self.codec} encoder for {self.path}: {exc}") from exc
+        container.start_encoding()  # the header, into memory until the first cluster joins it
         return container, stream
 
     # ------------------------------------------------------------------ producer API
@@ -414,7 +559,9 @@ class Recorder:
 
     @property
     def duration(self) -> float:
-        """Seconds of video encoded so far (timestamp span plus one frame)."""
+        """Seconds of video encoded so far (timestamp span plus one frame); after a failure, what the file holds."""
+        if self._saved_s is not None:
+            return self._saved_s
         if self._last_written_pts < 0:
             return 0.0
         return self._last_written_pts * float(TIME_BASE) + 1.0 / self.fps
@@ -488,6 +635,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ encoder thread
     def _run(self) -> None:
+        failure: BaseException | None = None
         try:
             while True:
                 item = self._queue.get()
@@ -497,13 +645,25 @@ class Recorder:
                 self._encode_one(img, pts)
                 self.frames_written += 1
                 self._last_written_pts = pts
+                if self._file.out_of_space:
+                    break  # finish the file in the space held back; frames still queued are not recorded
             self._mux_packets(self._stream.encode(None))
             self._container.close()
+            if self.frames_written:
+                self._file.commit()  # a recording shorter than one cluster is written now
         except Exception as exc:
-            self._fail(exc)
+            failure = exc
+            with contextlib.suppress(Exception):
+                self._container.close()
+            if self._file.write_error is not None:
+                # Drop the cluster/fragment the failed write cut off, so the file decodes to its end.
+                with contextlib.suppress(OSError):
+                    self._file.truncate(self._good_size)
         finally:
             with contextlib.suppress(Exception):
                 self._file.close()
+        if failure is not None or self._file.out_of_space:
+            self._fail(failure)
 
     def _encode_one(self, img: np.ndarray, pts: int) -> None:
         """Encode and mux one ``(H, W, 3)`` uint8 BGR frame at ``pts`` (milliseconds)."""
@@ -520,23 +680,29 @@ class Recorder:
     def _mux_packets(self, packets: Any) -> None:
         for packet in packets:
             self._container.mux(packet)
+            # flush_packets: every finished cluster/fragment is now in the file, so its size is a clean cut.
+            if self._file.size > self._header_size:
+                self._file.commit()  # the first cluster is complete: the file appears, and opens
+            if self._file.committed:
+                self._good_size = self._file.size
 
-    def _fail(self, exc: BaseException) -> None:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    def _fail(self, exc: BaseException | None) -> None:
+        """Account for a recording that stopped early: say once what the file really holds, or remove it."""
+        if exc is None or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
             why = "the disk is full"
         elif isinstance(exc, OSError) and exc.strerror:
             why = f"write failed: {exc.strerror}"
         else:
             why = f"{type(exc).__name__}: {exc}"
-        self._error = (
-            f"recording to {self.path} stopped after {self.frames_written} frames: {why}; "
-            f"the {self.duration:.1f} s written so far are kept"
-        )
-        log.error("%s", self._error)
-        # Finalize what we can: the container close writes the trailer if there is room left; if not, what is
-        # on disk already plays (complete Matroska clusters / MP4 fragments).
-        with contextlib.suppress(Exception):
-            self._container.close()
+        frames, seconds = probe_recording(self.path, self.fps) if self._file.committed else (0, 0.0)
+        if frames == 0 and self._file.committed:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # a file no player opens is no recording
+        self.frames_written, self._saved_s = frames, seconds
+        kept = f"the first {frames} frames ({seconds:.1f} s) are saved" if frames else "nothing was saved"
+        # The owner reports it (raised from write/close, or on_error): logging it too would print it twice.
+        log.debug("recording to %s stopped: %s", self.path, why)
+        self._error = f"recording to {self.path} stopped: {why}; {kept}"
         # Unblock writers waiting for room; they see the error on their next check.
         with contextlib.suppress(queue.Empty):
             while True:
@@ -546,6 +712,31 @@ class Recorder:
                 self._on_error(self._error)
             except Exception:
                 log.exception("recorder on_error callback failed")
+
+
+def probe_recording(path: Path, fps: float | None = None) -> tuple[int, float]:
+    """The frames a recording holds and the seconds they span; ``(0, 0.0)`` if it does not open.
+
+    Reads packet headers only, so it is quick even for a long file. The span is the timestamp span plus one
+    frame (``1 / fps``, by default the stream's average rate), as :attr:`Recorder.duration` counts it.
+    """
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            count, first, last = 0, None, None
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue  # the demuxer's end marker
+                count += 1
+                first = packet.pts if first is None else min(first, packet.pts)
+                last = packet.pts if last is None else max(last, packet.pts)
+            rate = fps or float(stream.average_rate or 30)
+            tb = float(stream.time_base)
+    except (av.FFmpegError, OSError, IndexError, EOFError):
+        return 0, 0.0
+    if count == 0:
+        return 0, 0.0
+    return count, (last - first) * tb + 1.0 / rate
 
 
 def _file_size(path: Path) -> int:
@@ -667,165 +858,3 @@ class SnapshotWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------------------- benchmark
-def _bench_frames(source: str | None, size: tuple[int, int], n: int) -> list[np.ndarray]:
-    """``n`` frames at ``size``: decoded from ``source`` (looping), or a synthetic moving scene."""
-    if source is not None:
-        from realtime.sources import open_source
-
-        with open_source(source, size=size, mode="all", loop=True, paced=False, max_frames=n) as src:
-            return [f.image for f in src.frames()]
-    w, h = size
-    rng = np.random.default_rng(0)
-    # Textured background (blurred noise) panned a few pixels a frame, plus a moving disc: motion and detail
-    # like a webcam scene, so the encoder does real work.
-    bg = cv2.GaussianBlur(rng.integers(0, 256, (h + 64, w + 256, 3), dtype=np.uint8), (0, 0), 3)
-    frames = []
-    for i in range(n):
-        x = (2 * i) % 256
-        img = np.ascontiguousarray(bg[32 : 32 + h, x : x + w])
-        cv2.circle(img, (int(w / 2 + w / 4 * np.sin(i / 15)), h // 2), h // 5, (40, 170, 230), -1)
-        frames.append(img)
-    return frames
-
-
-def bench_recorder(
-    size: tuple[int, int] = (640, 480),
-    frames: int = 300,
-    fps: float = 30.0,
-    codec: str = "auto",
-    source: str | None = None,
-    out_dir: str | None = None,
-    preset: str = "veryfast",
-) -> dict[str, Any]:
-    """Measure the recorder: conversion, encode+mux per frame, top sustained rate, and write() cost when paced.
-
-    The colour conversion is compared with PyAV's default swscale path (the baseline) in the same run.
-
-    Returns:
-        A JSON-ready dict with machine, versions, commit and medians in milliseconds.
-    """
-    from realtime.bench import git_commit, machine, versions
-
-    imgs = _bench_frames(source, size, frames)
-    h, w = imgs[0].shape[:2]
-
-    def median_ms(fn: Callable[[np.ndarray], Any], reps: int = 3) -> float:
-        ts = []
-        for _ in range(reps):
-            for img in imgs[: min(len(imgs), 100)]:
-                t0 = time.perf_counter()
-                fn(img)
-                ts.append((time.perf_counter() - t0) * 1000)
-        return float(np.median(ts))
-
-    conv_cv2 = median_ms(
-        lambda im: av.VideoFrame.from_ndarray(cv2.cvtColor(im, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
-    )
-    conv_sws = median_ms(lambda im: av.VideoFrame.from_ndarray(im, format="bgr24").reformat(format="yuv420p"))
-
-    encode_ms: list[float] = []
-
-    class _Timed(Recorder):
-        def _encode_one(self, img: np.ndarray, pts: int) -> None:
-            t0 = time.perf_counter()
-            super()._encode_one(img, pts)
-            encode_ms.append((time.perf_counter() - t0) * 1000)
-
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        for ext in ("mkv", "mp4"):
-            encode_ms.clear()
-            path = Path(tmp) / f"bench.{ext}"
-            t_start, cpu_start = time.perf_counter(), time.process_time()
-            rec = _Timed(path, w, h, fps, codec, preset=preset)
-            for i, img in enumerate(imgs):
-                rec.write(img, i / fps)  # as fast as the encoder takes them
-            rec.close()
-            wall = time.perf_counter() - t_start
-            # CPU time of all threads: what recording costs the machine, robust to other load (unlike wall time).
-            cpu_ms = (time.process_time() - cpu_start) * 1000 / len(imgs)
-            st = rec.stats()
-            results[ext] = {
-                "codec": rec.codec,
-                "preset": rec.preset if rec.codec == "libx264" else None,
-                "encode_mux_ms_median": round(float(np.median(encode_ms)), 3),
-                "encode_mux_ms_p95": round(float(np.percentile(encode_ms, 95)), 3),
-                "cpu_ms_per_frame": round(cpu_ms, 2),
-                "cpu_cores_at_fps": round(cpu_ms * fps / 1000, 2),
-                "max_sustained_fps": round(len(imgs) / wall, 1),
-                "realtime_factor": round(len(imgs) / wall / fps, 2),
-                "bitrate_kbps": round(st["bytes"] * 8 / 1000 / st["duration_s"], 1),
-            }
-        # Live use: frames arrive at the camera rate; what does write() cost the pipeline, and does it stall?
-        n_paced = min(len(imgs), round(5 * fps))
-        write_ms = []
-        rec = _Timed(Path(tmp) / "paced.mkv", w, h, fps, codec, preset=preset)
-        t_next = time.perf_counter()
-        for img in imgs[:n_paced]:
-            t_next += 1.0 / fps
-            time.sleep(max(0.0, t_next - time.perf_counter()))
-            t0 = time.perf_counter()
-            rec.write(img)
-            write_ms.append((time.perf_counter() - t0) * 1000)
-        rec.close()
-        results["paced_mkv"] = {
-            "frames": n_paced,
-            "write_call_ms_median": round(float(np.median(write_ms)), 3),
-            "write_call_ms_p95": round(float(np.percentile(write_ms, 95)), 3),
-            "stalls": rec.stalls,
-            "blocked_ms": round(rec.blocked_ms, 1),
-        }
-    return {
-        "benchmark": "recorder",
-        "size": [w, h],
-        "frames": len(imgs),
-        "fps": fps,
-        "source": source or "synthetic",
-        "convert_ms_median": {
-            "opencv_i420": round(conv_cv2, 3),
-            "baseline_pyav_swscale": round(conv_sws, 3),
-            "speedup_vs_baseline": round(conv_sws / max(conv_cv2, 1e-9), 2),
-        },
-        "containers": results,
-        "machine": machine(),
-        "versions": versions(),
-        "commit": git_commit(),
-    }
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    from .sizes import parse_size
-
-    parser = argparse.ArgumentParser(prog="python -m realtime.sinks", description="Benchmark the recorder.")
-    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"])
-    parser.add_argument("--preset", default="veryfast", choices=X264_PRESETS, help="libx264 preset")
-    parser.add_argument("--source", default=None, help="video or image to encode (default: synthetic scene)")
-    parser.add_argument("--json", default=None, help="also write the result to this file")
-    args = parser.parse_args(argv)
-    try:
-        w, h = parse_size(args.size)
-    except InputError as exc:
-        parser.error(str(exc))
-    try:
-        result = bench_recorder((w, h), args.frames, args.fps, args.codec, args.source, preset=args.preset)
-    except (InputError, DeviceError) as exc:
-        print(f"stylecam: error: {exc}", file=sys.stderr)
-        return 2
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

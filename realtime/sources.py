@@ -884,102 +884,14 @@ def _positive(value: Any) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
-# ---------------------------------------------------------------------- benchmark
-def bench_sources(size: tuple[int, int] = (640, 480), frames: int = 300, fps: float = 30.0) -> dict[str, Any]:
-    """Measure decoding through a :class:`FrameSource` against a bare ``cv2.VideoCapture`` loop (the baseline),
-    and the hand-off latency of the latest-frame slot (capture to ``read()`` returning) for a waiting consumer.
-
-    The clip is a synthetic H.264 scene written to a temporary directory first.
-
-    Returns:
-        A JSON-ready dict with machine, versions, commit and medians in milliseconds.
-    """
-    import tempfile
-
-    from realtime.bench import git_commit, machine, versions
-    from realtime.sinks import Recorder, _bench_frames
-
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "bench.mkv"
-        with Recorder(clip, size[0], size[1], fps) as rec:
-            for i, img in enumerate(_bench_frames(None, size, frames)):
-                rec.write(img, i / fps, copy=False)
-
-        def bare() -> list[float]:
-            cap = _open_video(clip)
-            ts = []
-            try:
-                while True:
-                    t0 = now()
-                    ok, _ = cap.read()
-                    if not ok:
-                        return ts
-                    ts.append((now() - t0) * 1000)
-            finally:
-                cap.release()
-
-        def via_source() -> tuple[list[float], float]:
-            ts = []
-            t_start = now()
-            with open_source(clip, mode="all") as src:
-                while True:
-                    t0 = now()
-                    f = src.read(10.0)
-                    if f is None:
-                        return ts, now() - t_start
-                    ts.append((now() - t0) * 1000)
-
-        bare_ms = bare()
-        src_ms, src_wall = via_source()
-
-        handoff = []
-        with open_source(clip, mode="latest", paced=True, max_frames=min(frames, int(3 * fps))) as src:
-            while (f := src.read(5.0)) is not None:
-                handoff.append((now() - f.t_capture) * 1000)
-
-    def med(xs: list[float]) -> float:
-        return round(float(np.median(xs)), 3)
-
-    return {
-        "benchmark": "sources",
-        "size": list(size),
-        "frames": len(src_ms),
-        "decode_ms_median": {
-            "baseline_cv2_read": med(bare_ms),
-            "frame_source_read": med(src_ms),
-            "frame_source_fps": round(len(src_ms) / src_wall, 1),
-            "baseline_fps": round(len(bare_ms) / (sum(bare_ms) / 1000), 1),
-        },
-        "latest_slot_handoff_ms": {"median": med(handoff), "p95": round(float(np.percentile(handoff, 95)), 3)},
-        "machine": machine(),
-        "versions": versions(),
-        "commit": git_commit(),
-    }
-
-
 def _main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from .sizes import parse_size
-
-    parser = argparse.ArgumentParser(prog="python -m realtime.sources", description="Benchmark frame sources.")
-    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--json", default=None, help="also write the result to this file")
+    parser = argparse.ArgumentParser(prog="python -m realtime.sources", description="List the cameras that open.")
     parser.add_argument("--list-cameras", action="store_true", help="print the camera indices that open and exit")
-    args = parser.parse_args(argv)
-    if args.list_cameras:
-        print(json.dumps({"cameras": list_cameras()}))
-        return 0
-    try:
-        w, h = parse_size(args.size)
-    except InputError as exc:
-        parser.error(str(exc))
-    text = json.dumps(bench_sources((w, h), args.frames), indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    parser.parse_args(argv)
+    print(json.dumps({"cameras": list_cameras()}))
     return 0
 
 

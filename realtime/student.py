@@ -210,9 +210,21 @@ def is_style_bank(key: str) -> bool:
     return key.endswith((".gamma", ".beta")) or key == "colour_map"
 
 
-def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1) -> StudentNet:
-    """Build a student by registry name (see :data:`REGISTRY`)."""
+def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1) -> nn.Module:
+    """Build a student by registry name: a CIN generator (:data:`REGISTRY`) or an image-adaptive
+    3D LUT model (``realtime.lut.LUT_REGISTRY``); both take ``(x [N,3,H,W], style_w [N,S])``."""
+    from .lut import LutNet, is_lut_arch
+
+    if is_lut_arch(arch):
+        return LutNet(arch, width, num_styles)
     return StudentNet(arch, width, num_styles)
+
+
+def architectures() -> list[str]:
+    """Every registry name a pack may name: the CIN students and the LUT models."""
+    from .lut import LUT_REGISTRY
+
+    return sorted([*REGISTRY, *LUT_REGISTRY])
 
 
 def style_weights(index_or_weights, num_styles: int, batch: int = 1,

@@ -38,7 +38,7 @@ import torch
 
 from .errors import InputError
 from .guide import GuideSpec, parse_guide
-from .student import REGISTRY, StudentNet
+from .student import StudentNet, architectures, build_student
 
 SCHEMA_VERSION = 1
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -103,10 +103,18 @@ class StylePack:
         r = self.meta.get("resolution")
         return (int(r[0]), int(r[1])) if r else None
 
+    @property
+    def kind(self) -> str:
+        """``"lut"`` for an image-adaptive 3D LUT model (applied per pixel at full resolution), else ``"cin"``."""
+        from .lut import is_lut_arch
+
+        return "lut" if is_lut_arch(self.architecture["arch"]) else "cin"
+
     def build(self) -> StudentNet:
-        """A fresh :class:`StudentNet` with this pack's weights (eval mode, float32, CPU)."""
+        """A fresh student with this pack's weights (eval mode, float32, CPU): a :class:`StudentNet`,
+        or a ``realtime.lut.LutNet`` for a LUT pack (same call signature)."""
         a = self.architecture
-        net = StudentNet(a["arch"], int(a["width"]), int(a["num_styles"]))
+        net = build_student(a["arch"], int(a["width"]), int(a["num_styles"]))
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -170,8 +178,8 @@ def load_pack(path: str | os.PathLike) -> StylePack:
 
 def _load_student(path: Path, meta: dict, weights_path: Path, n_listed: int) -> dict[str, torch.Tensor]:
     arch = meta.get("architecture")
-    if not isinstance(arch, dict) or arch.get("arch") not in REGISTRY:
-        raise _fail(path, f"architecture.arch must be one of {sorted(REGISTRY)}, got {arch!r}")
+    if not isinstance(arch, dict) or arch.get("arch") not in architectures():
+        raise _fail(path, f"architecture.arch must be one of {architectures()}, got {arch!r}")
     try:
         width, n_styles = int(arch["width"]), int(arch["num_styles"])
     except (KeyError, TypeError, ValueError):
@@ -186,7 +194,10 @@ def _load_student(path: Path, meta: dict, weights_path: Path, n_listed: int) -> 
         state = load_file(str(weights_path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise _fail(path, f"model.safetensors cannot be read ({type(e).__name__}: {e})") from None
-    expected = StudentNet(arch["arch"], width, n_styles).state_dict()
+    try:
+        expected = build_student(arch["arch"], width, n_styles).state_dict()
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -197,6 +208,11 @@ def _load_student(path: Path, meta: dict, weights_path: Path, n_listed: int) -> 
     if bad:
         k = bad[0]
         raise _fail(path, f"weight {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+    # A NaN or Inf weight makes every output NaN, which the pipeline would show as the unstyled input.
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if broken:
+        raise _fail(path, f"model.safetensors holds NaN or Inf values in {len(broken)} weight(s), "
+                          f"e.g. {broken[0]}; re-export or re-train the pack")
     return state
 
 

@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import platform
 import threading
 import time
 import warnings
@@ -22,6 +21,8 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 import torch
+
+from kernels.provenance import cpu_model
 
 from .errors import DeviceError, InputError
 from .student import StudentNet
@@ -127,16 +128,6 @@ def time_engine(engine: Engine, x: np.ndarray, w: np.ndarray, runs: int = 7, war
         engine(x, w)
         ts.append((time.perf_counter() - t0) * 1000)
     return float(np.median(ts))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _engine_cache_path() -> Path:
@@ -454,6 +445,15 @@ class Stylizer:
         out = None
         for pack_name, rows in self._rows_by_pack(mix).items():
             pack = self.registry.packs[pack_name]
+            if pack.kind == "lut":
+                from . import lut_live
+
+                d = lut_live.delta_on_device(self, pack, rows, frame_t, dtype)  # full resolution
+                if out is not None and out.shape != d.shape:
+                    out = torch.nn.functional.interpolate(out, size=d.shape[-2:], mode="bilinear",
+                                                          align_corners=False)
+                out = d if out is None else out + d
+                continue
             w, h = self.size_for(W, H, pack)
             r = self.runner(pack, (w, h))
             net = getattr(r.engine, "net", None)
@@ -517,7 +517,12 @@ class Stylizer:
 
     def stylize(self, frame: np.ndarray, mix: Mix | None = None) -> np.ndarray:
         """``frame + upsample(delta)`` as uint8 BGR at the frame's size."""
-        d = self.delta(frame, mix if mix is not None else self.current_mix())
+        mix = mix if mix is not None else self.current_mix()
+        if any(self.registry.packs[p].kind == "lut" for p in self._rows_by_pack(mix)):
+            from . import lut_live  # LUT packs apply a full-resolution colour table instead
+
+            return lut_live.stylize(self, frame, mix)
+        d = self.delta(frame, mix)
         return apply_delta(frame, d)
 
     def close(self) -> None:

@@ -20,7 +20,10 @@ Loading is always safe: ``torch.load(weights_only=True)``; a pickle that needs c
 from __future__ import annotations
 
 import hashlib
+import io
+import pickletools
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,11 +449,49 @@ def _build_cyclegan(sd: dict[str, torch.Tensor], path: Path, options: dict) -> t
     return net.eval(), desc
 
 
-def _torch_load(path: Path) -> Any:
+#: torch.save's older (non-zip) format starts with this number, pickled.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _checkpoint_format(path: Path) -> str:
+    """``"zip"`` or ``"legacy"`` (the two torch.save formats), ``"pickle"`` (a plain Python pickle) or ``"other"``.
+
+    Read from the first bytes without unpickling anything.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if not head.startswith(b"\x80"):  # PROTO: every pickle of protocol 2 or later, as torch.save writes
+        return "other"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        for op, arg, _ in pickletools.genops(io.BytesIO(head)):
+            if op.name in ("PROTO", "FRAME"):
+                continue
+            return "legacy" if op.name in ("LONG1", "LONG4") and arg == _TORCH_LEGACY_MAGIC else "pickle"
+    except ValueError:  # not a pickle opcode: random bytes that happen to start like one
+        pass
+    return "other"
+
+
+def _torch_load(path: Path) -> Any:
+    fmt = _checkpoint_format(path)
+    if fmt == "other":
+        raise TeacherError(f"teacher {path}: not a PyTorch checkpoint (expected a state dict saved with torch.save, "
+                           f"a TorchScript module or an ONNX model)")
+    if fmt == "pickle":
+        raise TeacherError(f"teacher {path}: a plain Python pickle, not a PyTorch checkpoint; save the generator's "
+                           f"state_dict() with torch.save, or export it to TorchScript or ONNX")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it did not write itself; the error below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
         msg = str(e)
+        if "Unsupported operand" in msg:  # the safe unpickler reads pickle protocol 2 only (legacy format)
+            raise TeacherError(f"teacher {path}: an old-format torch.save file with a pickle protocol the safe "
+                               f"loader cannot read; re-save it with torch.save's default (zip) format") from None
         if "Weights only load failed" in msg or "Unsupported global" in msg or "UnpicklingError" in type(e).__name__:
             m = re.search(r"GLOBAL ([\w.]+)", msg)
             what = f" (it needs {m.group(1)})" if m else ""

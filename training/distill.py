@@ -31,6 +31,7 @@ CPU, NCCL on CUDA); rank 0 fills the teacher cache, writes checkpoints, logs and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -321,8 +322,16 @@ def distill(cfg: DistillConfig) -> Path:
     _validate(cfg)
     device = _pick_device(cfg.device)
     own_pg = _maybe_init_dist(device)
+    out = Path(cfg.out)
+    created = [d for d in (out / "run", out) if not d.exists()]  # innermost first
     try:
         return _run(cfg, device)
+    except BaseException:
+        # A run refused before it wrote anything (a bad teacher or data folder) leaves no empty folders behind.
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if still empty
+        raise
     finally:
         if own_pg and dist.is_initialized():
             dist.destroy_process_group()

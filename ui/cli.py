@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -41,14 +42,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    for w in res.warnings:
+        print(f"stylecam: warning: {w}", file=sys.stderr)
     note = " (interrupted; the video written so far is finalized)" if res.interrupted else ""
     print(f"wrote {res.output}: {res.frames} frame(s) in {res.seconds:.1f} s ({res.fps:.1f} fps){note}")
-    return 130 if res.interrupted else 0
+    if res.interrupted:
+        return 128 + (res.signal or signal.SIGINT)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+    return 0
 
 
 # ---- bench --------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from realtime.bench import run_bench
+    from realtime.benchmarks.pipeline import run_bench
 
     if not (args.preset or args.person or args.background):
         args.preset = "blur"  # the live default case: segmentation on, styled person, blurred background
@@ -125,13 +130,10 @@ def cmd_styles(args: argparse.Namespace) -> int:
 
 # ---- live (the desktop app) ---------------------------------------------------------------
 def _register_live(sub) -> None:
+    from ui.app import add_live_arguments  # argparse only; Qt is imported when the app starts
+
     p = sub.add_parser("live", help="the desktop app (default)")
-    try:
-        from ui.app import add_live_arguments
-    except ImportError:
-        add_live_arguments = None
-    if add_live_arguments is not None:
-        add_live_arguments(p)
+    add_live_arguments(p)
     p.set_defaults(func=cmd_live)
 
 
@@ -141,9 +143,22 @@ def cmd_live(args: argparse.Namespace) -> int:
     return run_live(args)
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, in_command: bool = False) -> None:
+    """Flags that go before or after the command (``stylecam -v live`` = ``stylecam live -v``).
+
+    In a command, the default is SUPPRESS so that leaving the flag out there keeps the value given before it.
+    """
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if in_command else False,
+                        help="log what happens (backend, engines)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # The training commands register with the rest: they import torch and training code only when run, so an
+    # ImportError here is a bug to show, not an optional part to hide.
+    from ui.cli_training import register as register_training
+
     parser = argparse.ArgumentParser(prog="stylecam", description="Real-time webcam stylization.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (backend, engines)")
+    _add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _register_live(sub)
 
@@ -174,12 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_styles)
 
-    try:
-        from ui.cli_training import register as register_training
-    except ImportError:
-        register_training = None
-    if register_training is not None:
-        register_training(sub)
+    register_training(sub)
+    for command in sub.choices.values():
+        _add_global_flags(command, in_command=True)
     return parser
 
 

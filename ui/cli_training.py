@@ -274,8 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true")
-    _add_teacher_flags(p)
+    _add_teacher_flags(p)  # -v/--verbose comes with every command from ui/cli.py
     p.set_defaults(func=_cmd_distill)
 
     p = subparsers.add_parser("evaluate", help="measure a style pack against its teacher and record the metrics",

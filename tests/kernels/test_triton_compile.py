@@ -81,7 +81,7 @@ def test_compiled_kernel_rejects_cpu_tensors():
 
 
 def test_bench_model_uses_the_largest_tile():
-    from kernels import bench
+    from kernels import benchmarks as bench
 
     assert bench.FUSED_MAX_TILE == tn.MAX_TILE
 

@@ -175,7 +175,7 @@ def test_student_forward_with_the_fused_norm():
 
 def test_bench_timing_path_with_every_provider(monkeypatch):
     # The GPU benchmark code, run on the CPU: Triton interpreted, the CuPy ops on the emulated .cu.
-    from kernels import bench, cupy_ops
+    from kernels import benchmarks as bench, cupy_ops
     from kernels.emu import EmuRunner
 
     monkeypatch.setattr(cupy_ops, "runner", EmuRunner.build)

@@ -261,7 +261,7 @@ def test_unclosed_segmenter_exits_cleanly() -> None:
 def test_benchmark_reports_json_ready_numbers() -> None:
     import json
 
-    from realtime.segmentation import benchmark
+    from realtime.benchmarks.segmentation import benchmark
 
     result = benchmark(frames=3, warmup=1)
     json.dumps(result)
@@ -274,7 +274,7 @@ def test_benchmark_reports_json_ready_numbers() -> None:
 
 
 def test_benchmark_bad_clip_names_the_file(tmp_path: Path) -> None:
-    from realtime.segmentation import benchmark
+    from realtime.benchmarks.segmentation import benchmark
 
     bad = tmp_path / "not-a-video.mp4"
     bad.write_text("hello")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 from realtime.errors import DeviceError, InputError
-from realtime.sinks import OutputFile, Recorder, SnapshotWriter, h264_encoders, save_snapshot
+from realtime.sinks import RESERVE_BYTES, OutputFile, Recorder, SnapshotWriter, h264_encoders, save_snapshot
 
 W, H, FPS = 96, 64, 30
 REPO = Path(__file__).resolve().parents[2]
@@ -220,35 +222,44 @@ def test_backpressure_blocks_instead_of_dropping(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- disk full
-class FullDisk(OutputFile):
-    """A file on a disk that fails after ``limit`` bytes (partial write, then ``error``, like the kernel)."""
+def small_disk(capacity: int, reserve: int = RESERVE_BYTES, error: int = errno.ENOSPC):
+    """An opener for files on a disk of ``capacity`` bytes, shared by the recording and its reserve.
 
-    limit = 0
-    error = errno.ENOSPC
+    Writes past the room left fail as the kernel's do: a short write of what fits, then ``error``. Giving the
+    reserve back, or truncating the file, makes room again.
+    """
 
-    def write(self, data: bytes | memoryview) -> int:
-        room = self.limit - self.bytes_written
-        if len(data) > room:
-            if room > 0:
-                super().write(memoryview(data)[:room])
-            raise OSError(self.error, os.strerror(self.error))
-        return super().write(data)
+    class SmallDisk(OutputFile):
+        def _hold(self, n: int) -> None:
+            if n > capacity:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._reserved = n
+
+        def _release(self) -> None:
+            self._reserved = 0
+
+        def _os_write(self, fd: int, data: memoryview) -> int:
+            size, pos = os.fstat(fd).st_size, os.lseek(fd, 0, os.SEEK_CUR)
+            fits = size + (capacity - self._reserved - size) - pos  # bytes that fit from pos on
+            if len(data) <= fits or pos + len(data) <= size:
+                return os.write(fd, data)
+            if fits <= 0:
+                raise OSError(error, os.strerror(error))
+            return os.write(fd, data[:fits])
+
+    return lambda path: SmallDisk(path, reserve)
 
 
-@pytest.mark.parametrize(
-    "ext, err, why", [("mkv", errno.ENOSPC, "disk is full"), ("mp4", errno.ENOSPC, "disk is full"),
-                      ("mkv", errno.EIO, "write failed: Input/output error")]
-)
-def test_write_error_stops_with_message_and_keeps_what_was_written(
-    tmp_path: Path, ext: str, err: int, why: str
-) -> None:
-    n = 150  # 5 s, five clusters/fragments
-    full_size = record(tmp_path / f"full.{ext}", n).bytes_written
-    FullDisk.limit = int(full_size * 0.6)
-    FullDisk.error = err
-    path = tmp_path / f"partial.{ext}"
+def decode_strictly(path: Path) -> tuple[int, float | None]:
+    """(frames, container duration in s) decoding every packet; any damaged packet raises."""
+    with av.open(str(path)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+        return n, (c.duration / 1e6 if c.duration else None)
+
+
+def record_until_error(path: Path, n: int, opener) -> tuple[Recorder, list[str], list[DeviceError]]:
     errors: list[str] = []
-    rec = Recorder(path, W, H, FPS, opener=FullDisk, on_error=errors.append)
+    rec = Recorder(path, W, H, FPS, opener=opener, on_error=errors.append)
     raised: list[DeviceError] = []
     for i in range(n):
         try:
@@ -261,19 +272,96 @@ def test_write_error_stops_with_message_and_keeps_what_was_written(
     except DeviceError as e:
         raised.append(e)
     rec.close()  # still safe, and does not raise a second time
+    return rec, errors, raised
+
+
+def saved_frames(msg: str) -> tuple[int, float]:
+    m = re.search(r"the first (\d+) frames \(([\d.]+) s\) are saved", msg)
+    assert m, msg
+    return int(m.group(1)), float(m.group(2))
+
+
+N_FULL = 150  # 5 s
+
+
+@pytest.fixture(scope="module")
+def full_sizes(tmp_path_factory) -> dict[str, int]:
+    d = tmp_path_factory.mktemp("full")
+    return {ext: record(d / f"full.{ext}", N_FULL).bytes_written for ext in ("mkv", "mp4")}
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_disk_full_finishes_the_file_in_the_reserve_and_says_what_it_holds(
+    tmp_path: Path, ext: str, full_sizes: dict[str, int]
+) -> None:
+    path = tmp_path / f"partial.{ext}"
+    reserve = 64 << 10
+    rec, errors, raised = record_until_error(path, N_FULL, small_disk(int(full_sizes[ext] * 0.6) + reserve, reserve))
     assert len(raised) == 1, "the error is raised once, from write or close"
     msg = str(raised[0])
-    assert why in msg and str(path) in msg and "\n" not in msg
+    assert "disk is full" in msg and str(path) in msg and "\n" not in msg
     assert rec.error == msg and errors == [msg]
-    with pytest.raises(DeviceError, match=why):
+    with pytest.raises(DeviceError, match="disk is full"):
         rec.write(moving(0), 99.0)  # no silent success after the failure
-    assert path.stat().st_size <= FullDisk.limit
-    pts, _, size = decode(path)
-    assert size == (W, H)
-    assert 0 < len(pts) < n, f"the partial file should hold some frames, got {len(pts)}"
+    frames, duration = decode_strictly(path)  # no damaged packet at the end
+    assert 0 < frames < N_FULL
+    assert saved_frames(msg) == (frames, pytest.approx(frames / FPS, abs=0.05)), "the message says what decodes"
+    assert rec.frames_written == frames and rec.duration == pytest.approx(frames / FPS, abs=0.01)
+    if ext == "mkv":  # the file was finished in the reserve: it has its duration (MP4 fragments carry theirs)
+        assert duration == pytest.approx(frames / FPS, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "ext, err, why", [("mkv", errno.ENOSPC, "disk is full"), ("mp4", errno.ENOSPC, "disk is full"),
+                      ("mkv", errno.EIO, "write failed: Input/output error")]
+)
+def test_write_error_past_the_reserve_keeps_the_clusters_that_decode(
+    tmp_path: Path, ext: str, err: int, why: str, full_sizes: dict[str, int]
+) -> None:
+    path = tmp_path / f"cut.{ext}"
+    reserve = 256  # too small to finish in: the file is cut back to its last whole cluster/fragment
+    rec, errors, raised = record_until_error(
+        path, N_FULL, small_disk(int(full_sizes[ext] * 0.6) + reserve, reserve, err)
+    )
+    assert len(raised) == 1 and errors == [str(raised[0])]
+    msg = str(raised[0])
+    assert why in msg and str(path) in msg
+    frames, _ = decode_strictly(path)
+    assert 0 < frames < N_FULL
+    assert saved_frames(msg)[0] == frames == rec.frames_written
+
+
+def test_disk_already_full_refuses_to_start_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "none.mkv"
+    with pytest.raises(DeviceError, match=r"cannot record to .*none\.mkv: the disk is full"):
+        Recorder(path, W, H, FPS, opener=small_disk(RESERVE_BYTES - 1))
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_no_room_for_the_first_cluster_saves_nothing_and_says_so(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"empty.{ext}"
+    rec, errors, raised = record_until_error(path, 60, small_disk(600, reserve=100))
+    assert len(raised) == 1
+    assert str(raised[0]).endswith("the disk is full; nothing was saved")
+    assert not path.exists(), "no 0-byte or unopenable file is left behind"
+    assert rec.frames_written == 0 and rec.duration == 0.0
+
+
+def test_disk_full_is_reported_once(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                    full_sizes: dict[str, int]) -> None:
+    path = tmp_path / "once.mkv"
+    with caplog.at_level(logging.INFO, logger="realtime.sinks"):
+        _, _, raised = record_until_error(path, N_FULL, small_disk(full_sizes["mkv"] // 2 + 4096, 4096))
+    assert len(raised) == 1
+    assert not [r for r in caplog.records if "disk is full" in r.getMessage()], "the owner reports it, once"
 
 
 # ---------------------------------------------------------------------------- crash safety
+#: Frames encoded but not yet on disk at worst: a 250 ms cluster (8 frames), x264's 10-frame lookahead, one
+#: frame in flight, and some slack. README.md promises ~0.7 s.
+MAX_LAG_FRAMES = 22
+
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -281,6 +369,15 @@ CHILD = textwrap.dedent(
     from tests.realtime.test_sinks import moving, W, H, FPS
     from realtime.sinks import Recorder
     rec = Recorder(sys.argv[1], W, H, FPS)
+    mode = sys.argv[2]
+    if mode.startswith("early:"):  # encode k frames, say so, and wait to be killed
+        k = int(mode.split(":")[1])
+        for i in range(k):
+            rec.write(moving(i), i / FPS)
+        while rec.frames_written < k:
+            time.sleep(0.005)
+        print("ready", flush=True)
+        time.sleep(60)
     for i in range(100000):
         rec.write(moving(i), i / FPS)
         if i == 95:
@@ -289,7 +386,7 @@ CHILD = textwrap.dedent(
             print("ready", flush=True)
         if i > 95:
             time.sleep(0.002)
-        if sys.argv[2] == "raise" and i == 40:
+        if mode == "raise" and i == 40:
             raise RuntimeError("boom")
     """
 )
@@ -305,48 +402,61 @@ def _child(tmp_path: Path, path: Path, mode: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_killed_recording_still_decodes(tmp_path: Path, ext: str) -> None:
-    path = tmp_path / f"killed.{ext}"
-    proc = _child(tmp_path, path, "run")
+def _kill_when_ready(proc: subprocess.Popen, settle_s: float = 0.0) -> None:
     try:
         line = proc.stdout.readline()
         assert line.strip() == b"ready", proc.stderr.read().decode()
-        time.sleep(0.2)
+        time.sleep(settle_s)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    pts, _, size = decode(path)
-    assert size == (W, H)
-    # 95 frames (3.2 s) had been encoded; at most the last cluster/fragment (1 s) may be lost.
-    assert len(pts) >= 60, f"only {len(pts)} frames survived the crash"
 
 
 @pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_unfinished_file_lags_at_most_about_a_second(tmp_path: Path, ext: str) -> None:
-    """What a crash can lose: one cluster/fragment (1 s) plus the encoder's lookahead, at any moment."""
+def test_killed_recording_still_decodes(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"killed.{ext}"
+    _kill_when_ready(_child(tmp_path, path, "run"), settle_s=0.2)
+    pts, _, size = decode(path)
+    assert size == (W, H)
+    # 95 frames (3.2 s) had been encoded.
+    assert len(pts) >= 95 - MAX_LAG_FRAMES, f"only {len(pts)} frames survived the crash"
+
+
+@pytest.mark.parametrize("ext, k", [("mkv", 10), ("mp4", 10), ("mkv", 30), ("mp4", 30)])
+def test_killed_in_the_first_second_leaves_no_file_or_one_that_opens(tmp_path: Path, ext: str, k: int) -> None:
+    path = tmp_path / f"early.{ext}"
+    _kill_when_ready(_child(tmp_path, path, f"early:{k}"))
+    if not path.exists():
+        assert k <= MAX_LAG_FRAMES, f"{k} frames ({k / FPS:.1f} s) were encoded, yet no file exists"
+        return
+    frames, _ = decode_strictly(path)  # a file that exists opens, and decodes without error
+    assert frames >= k - MAX_LAG_FRAMES
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_unfinished_file_lags_little_from_the_first_frame_on(tmp_path: Path, ext: str) -> None:
+    """What a crash can lose at any moment: one cluster/fragment plus the encoder's lookahead."""
     path, snap = tmp_path / f"live.{ext}", tmp_path / f"snap.{ext}"
     rec = Recorder(path, W, H, FPS)
     worst = 0
     try:
-        for n in range(40, 161, 10):
+        for n in [*range(1, 40), *range(40, 131, 10)]:
             while rec.frames_in < n:
                 rec.write(moving(rec.frames_in), rec.frames_in / FPS)
             while rec.frames_written < n:
                 time.sleep(0.005)
-            time.sleep(0.02)
+            if not path.exists():  # nothing yet: fine, as long as it is not for long
+                worst = max(worst, n)
+                continue
             snap.write_bytes(path.read_bytes())  # what is on disk if the process died now
-            try:
-                on_disk = len(decode(snap)[0])
-            except av.FFmpegError:  # not even a first cluster yet
-                on_disk = 0
+            on_disk, _ = decode_strictly(snap)  # a file that exists always opens
             worst = max(worst, n - on_disk)
     finally:
         rec.close()
-    assert worst <= FPS + 15, f"up to {worst} frames ({worst / FPS:.1f} s) were not yet on disk"
+    assert worst <= MAX_LAG_FRAMES, f"up to {worst} frames ({worst / FPS:.1f} s) were not yet on disk"
 
 
 def test_uncaught_exception_still_finalizes(tmp_path: Path) -> None:
@@ -356,6 +466,15 @@ def test_uncaught_exception_still_finalizes(tmp_path: Path) -> None:
     assert proc.returncode == 1 and b"boom" in err
     pts, _, _ = decode(path)
     assert len(pts) == 41, "every frame written before the exception is in the file"
+
+
+def test_a_recording_shorter_than_a_cluster_is_written_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "short.mkv"
+    with Recorder(path, W, H, FPS) as rec:
+        rec.write(moving(0), 0.0)
+        rec.write(moving(1), 1 / FPS)
+        assert not path.exists()  # still in memory: the file appears only once it opens
+    assert decode_strictly(path)[0] == 2
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -438,7 +557,7 @@ def test_close_while_another_thread_writes_loses_nothing(tmp_path: Path) -> None
 def test_recorder_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from realtime.sinks import _main
+    from realtime.benchmarks.recorder import main as _main
 
     out = tmp_path / "bench.json"
     assert _main(["--size", "64x48", "--frames", "12", "--json", str(out)]) == 0

@@ -483,8 +483,10 @@ def test_camera_that_exists_but_does_not_open(
 def test_sources_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
+    from realtime.benchmarks.sources import main
+
     out = tmp_path / "b.json"
-    assert sources._main(["--size", "64x48", "--frames", "15", "--json", str(out)]) == 0
+    assert main(["--size", "64x48", "--frames", "15", "--json", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == json.loads(out.read_text())
     assert result["frames"] == 15 and result["size"] == [64, 48]

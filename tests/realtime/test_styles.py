@@ -24,6 +24,8 @@ def test_roundtrip(tmp_path):
     (lambda d: _edit(d, architecture={"arch": "cin-resnet-xs", "width": 16, "num_styles": 2}), "has shape"),
     (lambda d: _edit(d, styles=[{"id": "a"}]), "lists 1 styles"),
     (lambda d: _edit(d, order="first"), "'order' must be an integer"),
+    (lambda d: _poison(d, float("nan")), "model.safetensors holds NaN or Inf"),
+    (lambda d: _poison(d, float("-inf")), "model.safetensors holds NaN or Inf"),
 ])
 def test_corrupt_packs_name_the_pack_and_problem(tmp_path, damage, needle):
     d = make_pack(tmp_path / "broken")
@@ -37,6 +39,16 @@ def _edit(d, **kv):
     meta = json.loads((d / "pack.json").read_text())
     meta.update(kv)
     (d / "pack.json").write_text(json.dumps(meta))
+
+
+def _poison(d, value):
+    """One weight element set to ``value`` (NaN or Inf), as a diverged training run would leave it."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d / "model.safetensors"))
+    key = sorted(k for k, v in state.items() if v.is_floating_point())[-1]
+    state[key].view(-1)[0] = value
+    save_file(state, str(d / "model.safetensors"))
 
 
 def test_registry_order_hotkeys_and_lookup(tmp_path):

@@ -115,6 +115,27 @@ def test_refuses_pickled_code_and_bad_files(tmp_path):
         load_teacher(tmp_path / "junk.onnx", colour="red")
 
 
+def test_non_checkpoints_are_named_as_such_without_torch_warnings(tmp_path):
+    import pickle
+    import warnings
+
+    rand = tmp_path / "random.pth"
+    rand.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
+    old = tmp_path / "old-format.pth"
+    torch.save(ColourGrade().state_dict(), old, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    for path, needle in [(rand, "not a PyTorch checkpoint"), (plain, "plain Python pickle, not a PyTorch checkpoint"),
+                         (old, "old-format torch.save file")]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(TeacherError) as e:
+                load_teacher(path)
+        msg = str(e.value)
+        assert str(path) in msg and needle in msg and "unpickle code" not in msg, msg
+        assert not caught, [str(w.message)[:80] for w in caught]
+
+
 def test_torchscript(torchscript_teacher):
     t = load_teacher(torchscript_teacher)
     assert t.kind == "torchscript"

@@ -15,8 +15,6 @@ baselines timed on the same frames.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,48 +22,11 @@ from typing import Callable
 
 import numpy as np
 
-from .pipeline import FrameStats, Pipeline, PipelineConfig
-from .sources import open_source
-from .stylizer import compare_cpu_engines, cpu_model, cpu_threads, engine_cache_key, save_engine_choice
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict:
-    import cv2
-    import torch
-
-    v = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-         "opencv": cv2.__version__}
-    for mod in ("onnxruntime", "mediapipe", "av"):
-        try:
-            v[mod] = __import__(mod).__version__
-        except Exception:
-            v[mod] = None
-    try:
-        from importlib.metadata import version
-
-        v["stylecam"] = version("stylecam")
-    except Exception:
-        v["stylecam"] = None
-    return v
-
-
-def machine() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads_used": cpu_threads(),
-            "platform": platform.platform(), "arch": platform.machine()}
-
+from kernels.provenance import provenance
+from realtime.benchmarks.frames import load_frames, percentile
+from realtime.pipeline import FrameStats, Pipeline, PipelineConfig
+from realtime.sources import open_source
+from realtime.stylizer import compare_cpu_engines, cpu_threads, engine_cache_key, save_engine_choice
 
 def seconds_since_process_start() -> float | None:
     """Wall time since this process started (Linux ``/proc``), so start-up imports count too."""
@@ -78,26 +39,9 @@ def seconds_since_process_start() -> float | None:
         return None
 
 
-def _pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(xs, q)), 3) if xs else None
-
-
 def _stage_medians(stats: list[FrameStats]) -> dict:
     keys = ("prepare", "segment", "stylize", "composite", "total")
     return {k: round(float(np.median([s.stages()[k] for s in stats])), 3) for k in keys} if stats else {}
-
-
-def load_frames(source: str, size: tuple[int, int], n: int) -> tuple[list[np.ndarray], float]:
-    """Decode up to ``n`` frames (looping) into memory; also return the source's frame rate."""
-    src = open_source(source, size=size, mode="all", loop=True, paced=False, max_frames=n)
-    try:
-        frames = [f.image for f in src.frames()]
-        fps = src.fps or 30.0
-    finally:
-        src.close()
-    if not frames:
-        raise RuntimeError(f"--source {source}: no frames could be read")
-    return frames, fps
 
 
 def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames: int = 300,
@@ -146,12 +90,12 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     result["fps_median"] = round(1000.0 / float(np.median(intervals)), 2)
     result["fps_mean"] = round((len(done) - 1) / (done[-1] - done[0]), 2)
     result["stages_ms"] = _stage_medians(stats)
-    result["stages_ms_p95"] = {k: _pct([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
+    result["stages_ms_p95"] = {k: percentile([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
 
     progress(f"latency: source paced at {src_fps:.0f} fps…")
     lat, dropped = _paced_latency(pipe, source, size, frames)
-    result["latency_ms_p50"] = _pct(lat, 50)
-    result["latency_ms_p95"] = _pct(lat, 95)
+    result["latency_ms_p50"] = percentile(lat, 50)
+    result["latency_ms_p95"] = percentile(lat, 95)
     result["latency_frames"] = len(lat)
     result["paced_source_fps"] = round(src_fps, 2)
     result["paced_dropped_frames"] = dropped
@@ -171,7 +115,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
             progress(f"baseline {name}…")
             result["baselines"][name] = _time_baseline(fn, data, stylize_med, result["stages_ms"]["total"])
     pipe.close()
-    result.update(machine=machine(), versions=versions(), commit=git_commit())
+    result.update(provenance({"threads_used": cpu_threads()}))
     return result
 
 
@@ -233,7 +177,7 @@ def _time_baseline(fn: Callable, frames: list[np.ndarray], student_ms: float, pi
     """Time a teacher callable on full frames (float RGB NCHW in [0, 1])."""
     import torch
 
-    from .stylizer import prepare
+    from realtime.stylizer import prepare
 
     H, W = frames[0].shape[:2]
     ts = []

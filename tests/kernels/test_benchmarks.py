@@ -1,11 +1,11 @@
-"""kernels.bench: counted byte ratios meet the targets; JSON carries provenance; CLI errors are one line."""
+"""kernels.benchmarks: counted byte ratios meet the targets; JSON carries provenance; CLI errors are one line."""
 
 import json
 
 import pytest
 import torch
 
-from kernels import bench
+from kernels import benchmarks as bench
 
 
 def test_byte_counter_counts_reads_and_writes_not_views():
@@ -20,7 +20,7 @@ def test_json_analytic_meets_targets(tmp_path):
     out = tmp_path / "k.json"
     assert bench.main(["--json", str(out)]) == 0
     d = json.loads(out.read_text())
-    for key in ("machine", "git_commit", "created_utc", "dispatch", "analytic"):
+    for key in ("machine", "versions", "commit", "created_utc", "dispatch", "analytic"):
         assert key in d
     a = d["analytic"]
     assert a["norm"]["ratio"] >= 2.5 and a["composite"]["ratio"] >= 3.0

@@ -1,7 +1,7 @@
 """Benchmark the fused kernels against the unfused torch paths; write JSON.
 
-    python -m kernels.bench --json bench-kernels.json            # timings on a GPU, analytic anywhere
-    python -m kernels.bench --json out.json --device cpu --sizes 320x180 --reps 5   # CPU smoke run
+    python -m kernels.benchmarks --json bench-kernels.json            # timings on a GPU, analytic anywhere
+    python -m kernels.benchmarks --json out.json --device cpu --sizes 320x180 --reps 5   # CPU smoke run
 
 **Analytic bytes** (any machine): the DRAM traffic per frame of each version. The unfused side
 is *counted*, not estimated: the torch path runs on ``meta`` tensors under a dispatch hook that
@@ -28,11 +28,8 @@ warm-up, an L2 flush before every repetition, CUDA-event timing and quantiles.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from kernels import reference as ref
+from kernels.provenance import provenance
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 TARGETS = {"norm": 2.5, "composite": 3.0}
@@ -317,32 +315,6 @@ def time_size(h: int, w: int, device: torch.device, providers: list[str], warmup
 # Provenance and CLI
 # ---------------------------------------------------------------------------------------------
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _version(mod: str) -> str | None:
-    try:
-        return __import__(mod).__version__
-    except Exception:  # missing or broken optional package: record that it is absent
-        return None
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "cpu_count": __import__("os").cpu_count(),
-            "torch": torch.__version__, "triton": _version("triton"), "cupy": _version("cupy"),
-            "cuda_runtime": torch.version.cuda, "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def parse_size(text: str) -> tuple[str, tuple[int, int]]:
     key = text.strip().lower()
     if key in SIZES:
@@ -365,9 +337,11 @@ def run(json_path: Path | None, device_arg: str, sizes: list[tuple[str, tuple[in
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(device_arg)
+    machine_extra = {"device": str(device)}
+    if device.type == "cuda":
+        machine_extra["gpu"] = torch.cuda.get_device_name(device)
     result: dict[str, Any] = {
-        "benchmark": "kernels", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(), "machine": machine_info(device), "dispatch": reason,
+        "benchmark": "kernels", **provenance(machine_extra), "dispatch": reason,
         "analytic": analytic(),
     }
     timed = device.type == "cuda" or device_arg == "cpu"
@@ -411,7 +385,7 @@ def summary_lines(result: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m kernels.benchmarks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="auto: time on CUDA if present, else analytic only; cpu: time the references on the CPU")

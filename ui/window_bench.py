@@ -1,4 +1,4 @@
-"""UI overhead benchmark (``python -m ui.bench --json OUT``); prints JSON.
+"""Window overhead benchmark (``python -m ui.window_bench --json OUT``); prints JSON.
 
 Three measurements, all on the demo clip (or ``--source``) at 640×480:
 
@@ -13,7 +13,7 @@ Three measurements, all on the demo clip (or ``--source``) at 640×480:
   capture, the worker loop and the window — the rate the app itself can show.
 
 Run it under the platform you care about: ``QT_QPA_PLATFORM=offscreen`` (default here when
-no display is set) or a real X server (``xvfb-run python -m ui.bench``).
+no display is set) or a real X server (``xvfb-run python -m ui.window_bench``).
 """
 
 from __future__ import annotations
@@ -35,30 +35,13 @@ from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QElapsedTimer, QSetti
 from PyQt6.QtTest import QTest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
+from realtime.benchmarks.frames import load_frames, percentile  # noqa: E402
+
 PROBE_MS = 5
 
 
-def _pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(xs, q)), 3) if xs else None
-
-
 def _summary(xs: list[float]) -> dict:
-    return {"median": _pct(xs, 50), "p95": _pct(xs, 95), "max": round(max(xs), 3) if xs else None, "n": len(xs)}
-
-
-def _frames(source: str, size: tuple[int, int], n: int) -> list[np.ndarray]:
-    from realtime.sources import open_source
-
-    src = open_source(source, size=size, loop=True, mode="all")
-    try:
-        out = []
-        for f in src.frames():
-            out.append(f.image)
-            if len(out) >= n:
-                break
-        return out
-    finally:
-        src.close()
+    return {"median": percentile(xs, 50), "p95": percentile(xs, 95), "max": round(max(xs), 3) if xs else None, "n": len(xs)}
 
 
 def bench_paint(frames: list[np.ndarray], view_scale: float, repeats: int) -> dict:
@@ -163,7 +146,7 @@ def _run_window(source: str, styles: list[str], preset: str, seconds: float, rec
     win.close()
     return {"seconds": round(elapsed, 2), "fps_shown": round(painted / elapsed, 2),
             "fps_processed": round(processed / elapsed, 2), "dropped": dropped,
-            "pipeline_total_ms_median": _pct(totals, 50),
+            "pipeline_total_ms_median": percentile(totals, 50),
             "stall_ms": _summary(probe.lateness), "recording": recording}
 
 
@@ -177,7 +160,7 @@ def _wait(app, cond, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ui.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ui.window_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", help="video to play (default: the bundled demo clip)")
     parser.add_argument("--styles", action="append", default=[], metavar="DIR", help="extra style packs")
     parser.add_argument("--preset", default="blur", choices=["all", "person", "background", "split", "blur"],
@@ -187,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paints", type=int, default=300, help="frames in the paint benchmark")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.paints <= 10:
+        parser.error("--paints must be more than 10 (the first 10 paints warm up)")
 
-    from realtime.bench import git_commit, machine, versions
+    from kernels.provenance import provenance
 
     source = args.source
     if source is None:
@@ -196,12 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 
         source = str(DEMO_CLIP)
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    frames = _frames(source, (640, 480), 60)
+    frames, _ = load_frames(source, (640, 480), 60)
     result = {
         "benchmark": "ui",
-        "machine": machine(),
-        "versions": {**versions(), "qt": QT_VERSION_STR, "pyqt": PYQT_VERSION_STR},
-        "commit": git_commit(),
+        **provenance(qt=QT_VERSION_STR, pyqt=PYQT_VERSION_STR),
         # Other work on the machine shows up as stalls and lower fps: keep the load with the numbers.
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "qt_platform": app.platformName(),
