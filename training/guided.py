@@ -162,7 +162,8 @@ def _fg(x: np.ndarray, t: np.ndarray, r: np.ndarray) -> float:
 
 def evaluate_guided(pack_dir: str | Path, style: str, teacher, frames: Sequence[tuple[str, np.ndarray]],
                     fps: float = 30.0, lag_s: float = 0.5, clip_len: int = 45, scored: int = 3,
-                    cache: Path | None = None, progress: Callable[[str], None] = lambda m: None) -> dict:
+                    cache: Path | None = None, progress: Callable[[str], None] = lambda m: None,
+                    teacher_cache: Path | None = None) -> dict:
     """Score a guided style as it runs live (see the module docstring).
 
     Args:
@@ -170,6 +171,7 @@ def evaluate_guided(pack_dir: str | Path, style: str, teacher, frames: Sequence[
         teacher: the full-resolution teacher (float RGB NCHW in [0, 1] → same), e.g. ``load_teacher``'s.
         frames: ``[(name, (h, w, 3) uint8 RGB)]`` held-out frames.
         cache: a folder for the teacher's outputs.
+        teacher_cache: the cache root a pinned teacher is fetched into (default ``~/.cache/stylecam``).
     """
     from realtime.composite import Treatment
     from realtime.pipeline import Pipeline, PipelineConfig
@@ -185,6 +187,7 @@ def evaluate_guided(pack_dir: str | Path, style: str, teacher, frames: Sequence[
                              device_path=False, guide="keyframes", guide_fps=fps)
         with Pipeline(cfg) as pipe:
             pipe.guides.lag_frames = lag
+            pipe.guides.cache_dir = teacher_cache
             outs = [np.ascontiguousarray(pipe.process(np.ascontiguousarray(f[:, :, ::-1]))[0][:, :, ::-1])
                     for f in clip]
             status = pipe.guide_text()
@@ -291,7 +294,7 @@ def evaluate_guided_recipe(pack_dir: Path, recipe, teacher_paths: dict[str, Path
             progress(f"[{recipe.name}] {s['id']}: scoring as live on the {which} set "
                      f"({', '.join(n for n, _ in frames)})")
             got[which] = evaluate_guided(pack_dir, sm["id"], teacher, frames, cache=cache / "eval-teacher-outputs",
-                                         progress=lambda m: progress(f"[{recipe.name}]   {m}"))
+                                         progress=lambda m: progress(f"[{recipe.name}]   {m}"), teacher_cache=cache)
         m = dict(got["reporting"])
         m["eval"]["set"] = "reporting"
         m["selection"] = {k: got["selection"][k] for k in ("fidelity_gain", "fidelity_gain_min",
@@ -321,7 +324,8 @@ def decide_on_selection(pack_dir: Path, recipe) -> tuple[list[str], dict[str, li
     return keep, refused
 
 
-def write_guided_pack_subset(src: Path, keep: list[str], dst: Path, extra_meta: dict, pic: np.ndarray) -> Path:
+def write_guided_pack_subset(src: Path, keep: list[str], dst: Path, extra_meta: dict, pic: np.ndarray,
+                             teacher_cache: Path | None = None) -> Path:
     """The kept styles of a guided pack with ``extra_meta`` and previews (the style steered by a keyframe
     of the held-out portrait ``pic``, uint8 RGB) written to ``dst``."""
     import json
@@ -341,6 +345,7 @@ def write_guided_pack_subset(src: Path, keep: list[str], dst: Path, extra_meta: 
                              include_shipped_styles=False, segmentation=False, backend="cpu", crossfade_ms=0.0,
                              person=Treatment("style"), background=Treatment("style"), guide="keyframes")
         with Pipeline(cfg) as p:
+            p.guides.cache_dir = teacher_cache
             out = p.process(np.ascontiguousarray(frame))[0]
         rel = f"previews/{s['id']}.jpg"
         cv2.imwrite(str(dst / rel), cv2.resize(out, (160, 120), interpolation=cv2.INTER_AREA),

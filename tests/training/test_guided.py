@@ -100,3 +100,48 @@ def test_distill_guide_on_with_no_training_writes_a_guided_pack(tmp_path, capsys
     assert main(["distill", "--teacher", str(teacher), "--data", str(pics[0]), "--out", str(tmp_path / "x"),
                  "--minutes", "0"]) == 2
     assert "add --guide on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target, ships", [(0.9, True), (0.999, False)])
+def test_make_styles_builds_a_guided_recipe_and_refuses_it_below_target(tmp_path, monkeypatch, capsys,
+                                                                         target, ships):
+    import hashlib
+
+    from realtime.styles import load_pack
+    from training import guided
+    from training.recipes import build as builder
+
+    cache = tmp_path / "cache"
+    src = _teacher_file(tmp_path)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    cached = cache / "teachers" / "pkg-1.0" / "look.pt"  # where make styles fetched it
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(src.read_bytes())
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "tiny.json").write_text(json.dumps({
+        "name": "tiny", "pack_dir": "assets/styles/tiny",
+        "teachers": {"t": {"package": "pkg", "version": "1.0", "file": "pkg/look.pt", "sha256": digest,
+                           "license": "MIT", "source": "test"}},
+        "styles": [{"id": "look", "name": "Look", "teacher": "t", "options": {"range": "0,1"}}],
+        "data": {"train": ["skimage:astronaut"], "held_out": ["skimage:camera"]},
+        "guide": {"keyframe": [32, 24], "cadence_ms": 100, "student": False},
+        "targets": {"fidelity_gain_min": target, "fidelity_gain_picture_min": 0.5, "ewarp_ratio_max": 1.1}}))
+    frames = [("a", np.ascontiguousarray(_frame(3, 48, 64)[:, :, ::-1]))]
+    monkeypatch.setattr(guided, "held_out_frames", lambda *a, **k: frames)
+    real = guided.evaluate_guided
+    monkeypatch.setattr(guided, "evaluate_guided",
+                        lambda *a, **k: real(*a, **{**k, "clip_len": 8, "scored": 2, "fps": 10.0}))
+    monkeypatch.setattr(builder, "fetch_data", lambda recipes, cache: {r.name: {} for r in recipes})
+    styles_root = tmp_path / "styles"
+    code = builder.build(cache=cache, styles_root=styles_root, recipes_dir=rec, gallery=False)
+    out = capsys.readouterr().out
+    assert "look (selection): fidelity_gain" in out
+    if ships:
+        assert code == 0 and "shipped 1 guided style(s)" in out, out
+        pack = load_pack(styles_root / "tiny")
+        assert not pack.has_student and pack.styles[0].guide.teacher["name"] == "look.pt"
+        assert pack.styles[0].guide.teacher["sha256"] == digest and (styles_root / "tiny/previews/look.jpg").is_file()
+        assert pack.styles[0].metrics["eval"]["set"] == "reporting" and pack.meta["built_from"] == "training/recipes/tiny.json"
+    else:
+        assert code == 1 and "refused look: fidelity_gain" in out and not (styles_root / "tiny").exists()

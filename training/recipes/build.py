@@ -402,7 +402,7 @@ def build_guided(r: Recipe, teacher_paths: dict[str, Path], train: list[str], he
     try:
         extra = provenance(r, refused)
         extra["evaluated_on"] = "guided as live on the held-out reporting set (see training/guided.py)"
-        guided.write_guided_pack_subset(work, keep, tmp, extra, portrait(r, cache))
+        guided.write_guided_pack_subset(work, keep, tmp, extra, portrait(r, cache), teacher_cache=cache)
         swap_in(tmp, dest)
     finally:
         if tmp.exists():
