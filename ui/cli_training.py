@@ -163,6 +163,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging(False)
     pack = load_pack(args.pack)
     opts = _teacher_options(args)
+    if any(s.guide is not None for s in pack.styles):
+        return _evaluate_guided(args, pack, opts)
     if args.teacher:
         teachers: object = load_teacher(args.teacher, **opts)
     else:  # each style's own teacher, as recorded in pack.json, if the file is still where it was
@@ -176,6 +178,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             teachers[sm["id"]] = load_teacher(src["teacher"], **{**src.get("options", {}), **opts})
     res = evaluate_pack(args.pack, teachers, args.data, write=not args.no_write, max_frames=args.frames,
                         teacher_scale=args.teacher_scale)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _evaluate_guided(args: argparse.Namespace, pack, opts: dict) -> int:
+    """Guided styles are scored as they run live (``training.guided``): clips with motion made from the
+    held-out pictures (the reporting set, or the --data pictures when given), maps from keyframes at
+    least 0.5 s old, 640×480 against the teacher."""
+    from realtime.guide import teacher_file
+    from training import guided
+    from training.teachers import load_teacher
+
+    explicit = args.data != ["skimage:"]
+    frames = ([(f"picture{i}", guided.camera_frame(p)) for i, p in enumerate(guided._pictures(args.data))]
+              if explicit else guided.held_out_frames(which="reporting"))
+    res = {}
+    for s in pack.styles:
+        if s.guide is None:
+            continue
+        path = args.teacher or teacher_file(s.guide, pack.path)
+        teacher = load_teacher(path, **{**(s.guide.teacher.get("options") or {}), **opts})
+        res[s.id] = guided.evaluate_guided(pack.path, s.id, teacher, frames,
+                                           progress=lambda m: print(m, file=sys.stderr))
+    if not args.no_write:
+        guided.write_metrics(pack.path, res)
     print(json.dumps(res, indent=2))
     return 0
 

@@ -97,6 +97,8 @@ def test_distill_guide_on_with_no_training_writes_a_guided_pack(tmp_path, capsys
     s = pack.styles[0]
     assert not pack.has_student and s.guide.teacher["path"] == str(teacher.resolve())
     assert s.metrics["fidelity_gain"] > 0.9  # a global teacher is matched exactly
+    assert main(["evaluate", str(out), "--data", str(pics[2]), "--no-write"]) == 0
+    assert json.loads(capsys.readouterr().out)[s.id]["eval"]["mode"] == "guided as live"
     assert main(["distill", "--teacher", str(teacher), "--data", str(pics[0]), "--out", str(tmp_path / "x"),
                  "--minutes", "0"]) == 2
     assert "add --guide on" in capsys.readouterr().err
