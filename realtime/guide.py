@@ -502,6 +502,7 @@ class Guides:
         #: evaluation sets it to score the map as live delivers it, from a keyframe ≥ 0.5 s old).
         self.lag_frames = 0
         self._pending: list[tuple[int, str, np.ndarray]] = []
+        self._last_keyframe: dict[str, int] = {}
 
     def _info(self, key: str):
         for s in self.registry.styles:
@@ -545,9 +546,11 @@ class Guides:
                     self.state(k).update(fitted)
                 w.offer(frame)
         elif self.mode == "keyframes":
-            for k in sorted(keys):
+            for k in sorted(keys):  # a style's first frame in use is a keyframe, then every N-th
                 spec = self.state(k).spec
-                if self._frame_no % keyframe_every(spec, self.fps, self.every_ms) == 0:
+                last = self._last_keyframe.get(k)
+                if last is None or self._frame_no - last >= keyframe_every(spec, self.fps, self.every_ms):
+                    self._last_keyframe[k] = self._frame_no
                     self._keyframe(k, frame)
             due = [p for p in self._pending if p[0] <= self._frame_no]
             self._pending = [p for p in self._pending if p[0] > self._frame_no]

@@ -340,3 +340,25 @@ def test_stopping_during_a_teacher_download_ends_it():
     assert started.wait(20)
     w.stop()
     assert not w.alive and "default" not in states and "fetching" in states
+
+
+def test_cross_fade_between_a_student_style_and_a_guided_style(tmp_path):
+    from tests.helpers import make_pack
+
+    stu = make_pack(tmp_path / "packs" / "stu", styles=("a",), seed=1)
+    _pack(tmp_path / "packs", _teacher_file(tmp_path))
+    now = [0.0]
+    cfg = PipelineConfig(styles_dirs=[str(tmp_path / "packs")], include_user_styles=False,
+                         include_shipped_styles=False, segmentation=False, backend="cpu", cpu_engine="eager",
+                         crossfade_ms=1000, guide="keyframes", style="stu/a")
+    f = _frame(5)
+    with Pipeline(cfg) as p:
+        p.stylizer.clock = lambda: now[0]
+        a = p.process(f)[0].astype(int)
+        p.set_style("guided/look")
+        now[0] = 0.5  # half way (smoothstep 0.5)
+        mid = p.process(f)[0].astype(int)
+        now[0] = 2.0
+        b = p.process(f)[0].astype(int)
+    assert stu.exists() and np.abs(b - apply_map(LOOK, f).astype(int)).max() <= 3
+    assert np.abs(mid - (a + b) / 2).max() <= 2
