@@ -52,7 +52,8 @@ def test_shipped_recipes_parse_and_fit_the_hotkeys():
     total = sum(len(r.styles) for r in recipes)
     assert total >= 12
     for r in recipes:
-        assert r.targets["fidelity_gain_min"] >= 0.8 and r.targets["ewarp_ratio_max"] <= 0.5
+        # a guided style's output is steadier than its teacher, not twice as steady as a student must be
+        assert r.targets["fidelity_gain_min"] >= 0.8 and r.targets["ewarp_ratio_max"] <= (1.0 if r.guide else 0.5)
         assert r.targets["pack_mb_max"] <= 20
         assert not set(r.train_data) & set(r.held_out)
         for t in r.teachers.values():

@@ -333,10 +333,13 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     ok = True
     for r in todo:
         t0 = time.time()
-        print(f"[{r.name}] distilling {len(r.styles)} style(s)", flush=True)
         train = resolve_sources(r.train_data, cache, materialise=True, fetched=data_paths[r.name])
         held = resolve_sources(r.held_out, cache, fetched=data_paths[r.name])
         work = cache / "build" / r.name / "pack"
+        if r.guide is not None and not r.guide["student"]:
+            ok = build_guided(r, teacher_paths[r.name], train, held, work, cache, styles_root) and ok
+            continue
+        print(f"[{r.name}] distilling {len(r.styles)} style(s)", flush=True)
         cfg = distill_config(r, teacher_paths[r.name], train, work, minutes, held)
         run_distill(cfg)
         print(f"[{r.name}] evaluating on held-out portraits: {', '.join(r.held_out)}", flush=True)
@@ -372,6 +375,41 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     total = sum(dir_bytes(p) for p in styles_root.iterdir() if p.is_dir()) if styles_root.exists() else 0
     print(f"shipped style assets: {total / 2 ** 20:.2f} MB", flush=True)
     return 0 if ok else 1
+
+
+def build_guided(r: Recipe, teacher_paths: dict[str, Path], train: list[str], held: list[str], work: Path,
+                 cache: Path, styles_root: Path) -> bool:
+    """A recipe of guided styles without a student: default maps, scoring as live, refusal rule, ship."""
+    from training import guided
+
+    t0 = time.time()
+    guided.build_guided_pack(r, teacher_paths, train, work, progress=lambda m: print(m, flush=True))
+    res = guided.evaluate_guided_recipe(work, r, teacher_paths, cache, progress=lambda m: print(m, flush=True))
+    for sid, got in res.items():
+        for which, m in got.items():
+            print(f"[{r.name}] {sid} ({which}): fidelity_gain {m['fidelity_gain']:.3f} pooled, worst picture "
+                  f"{m['fidelity_gain_min']:.3f} ({m['fidelity_gain_min_picture']}), ewarp output/teacher "
+                  f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}", flush=True)
+    keep, refused = guided.decide_on_selection(work, r)
+    for sid, why in refused.items():
+        print(f"[{r.name}] refused {sid}: {'; '.join(why)}", flush=True)
+    if len(keep) < r.min_styles:
+        print(f"[{r.name}] only {len(keep)} of {len(r.styles)} styles meet the targets (need {r.min_styles}); "
+              f"the shipped pack {r.pack_dir} is unchanged", flush=True)
+        return False
+    dest = styles_root / Path(r.pack_dir).name
+    tmp = dest.with_name(f".build-{dest.name}-{os.getpid()}")
+    try:
+        extra = provenance(r, refused)
+        extra["evaluated_on"] = "guided as live on the held-out reporting set (see training/guided.py)"
+        guided.write_guided_pack_subset(work, keep, tmp, extra, portrait(r, cache), teacher_cache=cache)
+        swap_in(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    print(f"[{r.name}] shipped {len(keep)} guided style(s) to {dest} in {(time.time() - t0) / 60:.1f} min",
+          flush=True)
+    return not refused
 
 
 def main(argv: list[str] | None = None) -> int:
