@@ -45,7 +45,7 @@ DISTILL_KEYS = {"arch", "width", "minutes", "steps", "batch", "crop", "lr", "fra
                 "gray", "tone", "collage", "teacher_precision", "precision", "initial_views", "ema", "warmup",
                 "weight_decay", "teacher_share"}
 #: what ``targets`` may hold.
-TARGET_KEYS = {"fidelity_gain_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
+TARGET_KEYS = {"fidelity_gain_min", "fidelity_gain_picture_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
 
 
 class RecipeError(InputError):
