@@ -612,7 +612,9 @@ def evaluate_pack(pack_dir: str | Path, teachers: dict[str, object] | object, ca
                                   "fidelity_gain_min", "fidelity_gain_min_picture")}
             if keep_superseded and any(k in old for k in SUPERSEDED):
                 kept["superseded_320x240"] = old.get("superseded_320x240") or {
-                    k: old[k] for k in SUPERSEDED if k in old}
+                    "what": "the earlier evaluation, replaced by this one: the student's own 320x240 output on "
+                            "the pictures in eval_frames, which styles were also chosen on",
+                    **{k: old[k] for k in SUPERSEDED if k in old}}
             sm["metrics"] = {**m, **kept}
             results[st.id] = sm["metrics"]
             if log:
