@@ -251,7 +251,16 @@ def test_evaluate_cli_rewrites_metrics(distilled, grade_teacher, capsys, tmp_pat
     res = json.loads(capsys.readouterr().out)
     m = load_pack(pack).styles[0].metrics
     assert m["fidelity_gain"] == res["grade"]["fidelity_gain"] > 0.3
+    assert m["fidelity_gain_min"] <= m["fidelity_gain"] or len(m["per_picture"]) == 1
+    assert m["eval"]["output"] == "640x480" and m["eval"]["set"] == "custom"
     assert m["ewarp_teacher"] > 0 and m["gmacs_640x480"] > 0
+    before = (pack / "pack.json").read_text()
+    assert cli(["evaluate", str(pack), "--teacher", str(grade_teacher), "--data", "skimage:camera",
+                "--internal-size", "640x480"]) == 0
+    assert json.loads(capsys.readouterr().out)["grade"]["eval"]["internal"] == "640x480"
+    assert (pack / "pack.json").read_text() == before  # a size the pack does not run at is never recorded
+    assert cli(["evaluate", str(pack), "--teacher", str(grade_teacher), "--internal-size", "big"]) == 2
+    assert "--internal-size big: expected WIDTHxHEIGHT" in capsys.readouterr().err
 
 
 def test_feature_matching_and_adversarial_with_cyclegan_teacher(tmp_path):
