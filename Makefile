@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: run test bench install kernels-check styles clean
+.PHONY: run test bench install kernels-check gpu-check styles clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 # Every kernel checked without a GPU (Triton interpreter, NVRTC builds, g++-emulated CUDA C), with a summary.
 kernels-check: $(STAMP)
 	$(BIN)/python -m kernels.check
+
+# On a CUDA machine: every GPU number at once (GPU tests, kernel and pipeline benchmarks, fp16
+# fidelity, NVENC recording), a verdict per line, in gpu-check.json; at most ~8 minutes.
+gpu-check: $(STAMP)
+	$(BIN)/python -m ui.gpu_check --json gpu-check.json
 
 bench: $(STAMP)
 	$(BIN)/stylecam bench --source assets/demo/demo.mp4 --size 640x480 --frames 300 --json bench.json

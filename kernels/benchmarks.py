@@ -114,7 +114,7 @@ def unfused_norm(x, gamma, beta, act, residual, eps=1e-5):
     if act == "relu":
         y = F.relu(y)
     elif act == "leaky":
-        y = F.leaky_relu(y, 0.2)
+        y = F.leaky_relu(y, ref.LEAKY_SLOPE)
     if residual is not None:
         y = y + residual
     return y

@@ -28,6 +28,7 @@ GROUPS = {
     "test_reference_norm": "norm reference (= student op; rows, blends, bad input)",
     "test_dispatch": "dispatch (status line, CPU fallback)",
     "test_benchmarks": "benchmarks (counted bytes, JSON, CLI)",
+    "test_provenance": "benchmark provenance (machine, versions, commit)",
     "test_gpu": "GPU kernels vs reference (needs CUDA)",
 }
 

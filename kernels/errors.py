@@ -12,7 +12,3 @@ class KernelInputError(ValueError):
 
     The message names the argument and what was expected, on one line.
     """
-
-
-class KernelUnavailableError(RuntimeError):
-    """A GPU provider (Triton or CuPy) was asked for explicitly but cannot run here."""

@@ -101,14 +101,7 @@ def cond_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         mean = momentum * stats_state[0] + (1.0 - momentum) * mean
         var = momentum * stats_state[1] + (1.0 - momentum) * var
     y = (xf - mean[:, :, None, None]) * torch.rsqrt(var + eps)[:, :, None, None]
-    y = y * g[:, :, None, None] + b[:, :, None, None]
-    if act == "relu":
-        y = F.relu(y)
-    elif act == "leaky":
-        y = F.leaky_relu(y, LEAKY_SLOPE)
-    if residual is not None:
-        y = y + residual.float()
-    y = y.to(x.dtype)
+    y = _affine_act_residual(y, g, b, act, residual).to(x.dtype)
     if momentum is not None:
         return y, (mean, var)
     return y
@@ -116,8 +109,37 @@ def cond_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 
 def norm_rows(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, act: str | None,
               residual: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """``realtime.student.set_norm_impl`` signature: per-sample rows ``gamma``/``beta`` ``[N, C]``."""
-    return cond_instance_norm(x, gamma, beta, None, act, residual, eps)
+    """:func:`cond_instance_norm` without smoothing, for per-sample rows ``gamma``/``beta`` ``[N, C]``.
+
+    The op every ``CondInstanceNorm`` layer of a student runs unless a backend installs another
+    (``realtime.student.set_norm_impl``; that is its signature). It runs once per layer per frame, so it
+    skips the argument checks and uses ``F.instance_norm``, which ``torch.compile`` and the ONNX export
+    turn into one fused op; float32 input (the CPU path) is never copied.
+
+    Shape:
+        x, residual, y: ``[N, C, H, W]``; gamma, beta: ``[N, C]``.
+    """
+    y = F.instance_norm(_f32(x), eps=eps)
+    y = _affine_act_residual(y, _f32(gamma), _f32(beta), act, residual)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float32, without a copy (or a traced cast) when it already is."""
+    return t if t.dtype == torch.float32 else t.float()
+
+
+def _affine_act_residual(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, act: str | None,
+                         residual: torch.Tensor | None) -> torch.Tensor:
+    """``act(y * gamma_n + beta_n) + residual`` in float32 on a normalised ``y`` (rows ``[N, C]``)."""
+    y = y * gamma[:, :, None, None] + beta[:, :, None, None]
+    if act == "relu":
+        y = F.relu(y)
+    elif act == "leaky":
+        y = F.leaky_relu(y, LEAKY_SLOPE)
+    if residual is not None:
+        y = y + _f32(residual)
+    return y
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import triton.language as tl
 
 from kernels._checks import check_norm_args
 from kernels.errors import KernelInputError
-from kernels.reference import NormState
+from kernels.reference import LEAKY_SLOPE, NormState
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -48,6 +48,7 @@ else:
 MAX_TILE = max(c.kwargs["BLOCK"] for c in _CONFIGS)  # elements one program holds in registers
 
 _ACT = {None: 0, "relu": 1, "leaky": 2}
+_LEAKY_SLOPE: tl.constexpr = tl.constexpr(LEAKY_SLOPE)  # one definition, in kernels.reference
 
 
 @triton.jit
@@ -195,7 +196,7 @@ def _cin_fused_kernel(
         if ACT == 1:
             y = tl.maximum(y, 0.0)
         elif ACT == 2:
-            y = tl.where(y >= 0.0, y, 0.2 * y)
+            y = tl.where(y >= 0.0, y, _LEAKY_SLOPE * y)
         if HAS_RES:
             y += tl.load(rbase + offs1.to(tl.int64)[:, None] * stride_rhw, mask=msk1, other=0.0).to(tl.float32)
         tl.store(ybase + offs1.to(tl.int64)[:, None] * stride_yhw, y.to(y_ptr.dtype.element_ty), mask=msk1)
@@ -211,7 +212,7 @@ def _cin_fused_kernel(
             if ACT == 1:
                 y = tl.maximum(y, 0.0)
             elif ACT == 2:
-                y = tl.where(y >= 0.0, y, 0.2 * y)
+                y = tl.where(y >= 0.0, y, _LEAKY_SLOPE * y)
             if HAS_RES:
                 y += tl.load(rbase + o64 * stride_rhw, mask=msk, other=0.0).to(tl.float32)
             tl.store(ybase + o64 * stride_yhw, y.to(y_ptr.dtype.element_ty), mask=msk)

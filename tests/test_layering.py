@@ -31,7 +31,7 @@ ALLOWED = {
 }
 COMMAND_LINE = {"ui.cli", "ui.cli_training"}  # ui → training, for the training subcommands
 BENCHMARK_RUNNERS = {"ui.cli", "kernels.check"}  # `stylecam bench`, `make kernels-check`
-QT = "PyQt6"
+QT = {"PyQt6", "PyQt5", "PySide6", "PySide2"}
 
 
 def is_benchmark(module: str) -> bool:
@@ -151,7 +151,7 @@ def violations(sources: Mapping[str, str]) -> list[str]:
         pkg = m.split(".")[0]
         for name in sorted(raw[m]):
             top = name.split(".")[0]
-            if top == QT and pkg != "ui":
+            if top in QT and pkg != "ui":
                 out.append(f"{m} imports {name}: Qt belongs in ui/ only")
         for dep in sorted(graph[m]):
             dep_pkg = dep.split(".")[0]

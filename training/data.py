@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from realtime.errors import InputError
+from realtime.sources import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"}
 
 #: Colour photos bundled with scikit-image (no download); ``skimage:colour`` takes only these.
@@ -157,7 +157,7 @@ class ImageSet:
         found = 0
         for f in files:
             ext = f.suffix.lower()
-            if ext in IMAGE_EXTS:
+            if ext in IMAGE_EXTENSIONS:
                 # Check it decodes now, so a bad file is named once instead of failing mid-run.
                 try:
                     read_image(f)
@@ -180,7 +180,7 @@ class ImageSet:
                     self.items.append(it)
                     found += 1
             elif not p.is_dir():
-                self.skipped.append(f"{f}: not an image or video (expected {sorted(IMAGE_EXTS | VIDEO_EXTS)})")
+                self.skipped.append(f"{f}: not an image or video (expected {sorted(IMAGE_EXTENSIONS | VIDEO_EXTS)})")
         if p.is_dir() and not found:
             log.warning("--data %s: no images or videos found in this folder", src)
 

@@ -380,20 +380,58 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     out = Path(cfg.out)
     run_dir = out / "run"
     ckpt_path = run_dir / "checkpoint.pt"
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and ckpt_path.exists():
-            raise DistillError(f"--out {out}: holds an earlier run (run/checkpoint.pt); pass --resume to continue "
-                               f"it or choose another --out")
+    if main and not cfg.resume and ckpt_path.exists():
+        raise DistillError(f"--out {out}: holds an earlier run (run/checkpoint.pt); pass --resume to continue "
+                           f"it or choose another --out")
     _barrier()
     if cfg.resume and not ckpt_path.exists():
         log.warning("--resume: no checkpoint in %s; starting a new run", run_dir)
+    _seed_everything(cfg.seed + 1000 * rank)
+    data = _load_data(cfg, device)
+    if main:  # only now: a run refused for its teachers or data leaves no folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+    cache = _open_cache(cfg, data, Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache", main)
+    trainer = _Trainer(cfg, device, data, cache, _Nets(cfg, device, data.feat_ch), run_dir, rank, world)
+    if cfg.resume and ckpt_path.exists():
+        trainer.resume(ckpt_path)
+    trainer.wrap_distributed()
+    trainer.prepare()
+    with _MetricsLog(run_dir / "metrics.jsonl" if main else None) as metrics:
+        interrupted = trainer.train(metrics)
+        trainer.save_checkpoint()
+        if interrupted:
+            raise KeyboardInterrupt(f"interrupted at step {trainer.step}; checkpoint saved in {ckpt_path}; "
+                                    f"run again with --resume to continue")
+        _barrier()
+        if main:
+            trainer.finish(out, metrics)
+    _barrier()
+    return out
 
-    seed = cfg.seed + 1000 * rank
+
+def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
 
+
+@dataclass
+class _Data:
+    """A run's teachers (one per style row), its pictures, and what keys its teacher-output cache."""
+
+    teachers: list[Teacher]
+    images: ImageSet
+    held_images: ImageSet
+    train_items: list
+    held_items: list
+    spec: ViewSpec
+    feat_ok: bool  # feature matching is on (every teacher exposes a trunk layer)
+    feat_ch: list[int] | None  # channels of each teacher's trunk features
+    cache_key: dict
+
+
+def _load_data(cfg: DistillConfig, device: torch.device) -> _Data:
+    """Load the teachers and pictures; split off the held-out pictures unless ``cfg.held_out`` names them."""
     teachers = _load_teachers(cfg, torch.device("cpu") if device.type == "cpu" else device)
     for st, t in zip(cfg.styles, teachers):
         log.info("style %s: teacher %s — %s", st.id, t.name, t.describe)
@@ -413,242 +451,377 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
                  "spec": dataclasses.asdict(spec), "seed": cfg.seed, "version": 1}
     if cfg.teacher_precision != "fp32":
         cache_key["teacher_precision"] = cfg.teacher_precision
-    S = len(cfg.styles)
     feat_ok = cfg.w_feature > 0 and all(t.module is not None and t.feature_layer for t in teachers)
     if cfg.w_feature > 0 and not feat_ok:
         log.warning("feature matching needs PyTorch teachers with a known trunk layer (CycleGAN); turned off")
     feat_ch = [_teacher_feature_channels(t) for t in teachers] if feat_ok else None
     if feat_ok:
         cache_key["features"] = [t.feature_layer for t in teachers]
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "cache"
-    if main:  # rank 0 creates the memmaps; the other ranks open them once they exist
-        cache = ViewCache(cache_root, cache_key, cfg.cache_views, cfg.view_height, cfg.view_width, S, feat_ch)
+    return _Data(teachers, images, held_images, train_items, held_items, spec, feat_ok, feat_ch, cache_key)
+
+
+def _open_cache(cfg: DistillConfig, data: _Data, root: Path, main: bool) -> ViewCache:
+    """The teacher-output cache: rank 0 creates the memmaps; the other ranks open them once they exist."""
+    def open_() -> ViewCache:
+        return ViewCache(root, data.cache_key, cfg.cache_views, cfg.view_height, cfg.view_width, len(cfg.styles),
+                         data.feat_ch)
+
+    cache = open_() if main else None
     _barrier()
-    if not main:
-        cache = ViewCache(cache_root, cache_key, cfg.cache_views, cfg.view_height, cfg.view_width, S, feat_ch)
+    return cache if cache is not None else open_()
 
-    net = build_student(cfg.arch, cfg.width, S).to(device)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    # One 1x1 adapter per style row, from the student's trunk (4·width channels, 1/4 scale) to its teacher's.
-    adapters = nn.ModuleList(FeatureAdapter(4 * cfg.width, c) for c in feat_ch).to(device) if feat_ok else None
-    model = _StudentWithFeatures(net, adapters)
-    disc = PatchDiscriminator().to(device) if cfg.w_adv > 0 else None
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.99)) if disc else None
-    amp_dtype = _train_dtype(cfg.precision, device)
-    use_amp = amp_dtype is not None
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    log.info("student training precision: %s", "fp32" if amp_dtype is None else str(amp_dtype).split(".")[-1])
 
-    step, elapsed, teacher_s = 0, 0.0, [0.0]  # teacher_s: seconds spent making views (rank 0)
-    if cfg.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck.get("arch") != [cfg.arch, cfg.width, S]:
-            raise DistillError(f"--resume: checkpoint is {ck.get('arch')}, this run is {[cfg.arch, cfg.width, S]}")
+class _Nets:
+    """The networks a run trains and their optimisers.
+
+    ``net`` is the student, ``ema`` its exponential moving average (what the pack gets), ``model`` the student
+    with its feature adapters; ``ddp``/``disc_ddp`` are what the training step calls (wrapped in
+    DistributedDataParallel under torchrun, else the same modules).
+    """
+
+    def __init__(self, cfg: DistillConfig, device: torch.device, feat_ch: list[int] | None):
+        self.net = build_student(cfg.arch, cfg.width, len(cfg.styles)).to(device)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        # One 1x1 adapter per style row, from the student's trunk (4·width channels, 1/4 scale) to its teacher's.
+        adapters = nn.ModuleList(FeatureAdapter(4 * cfg.width, c) for c in feat_ch).to(device) if feat_ch else None
+        self.model = _StudentWithFeatures(self.net, adapters)
+        self.disc = PatchDiscriminator().to(device) if cfg.w_adv > 0 else None
+        self.params = list(self.model.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        self.opt_d = (torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.99))
+                      if self.disc else None)
+        self.amp_dtype = _train_dtype(cfg.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        log.info("student training precision: %s",
+                 "fp32" if self.amp_dtype is None else str(self.amp_dtype).split(".")[-1])
+        self.ddp: nn.Module = self.model
+        self.disc_ddp: nn.Module | None = self.disc
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        return torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def state(self) -> dict:
+        st = {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict()}
+        if self.disc is not None:
+            st["disc"], st["opt_d"] = self.disc.state_dict(), self.opt_d.state_dict()
+        return st
+
+    def load(self, ck: dict, ckpt_path: Path, arch: str) -> None:
+        """Load the weights and optimiser states of a checkpoint.
+
+        Raises:
+            CheckpointMismatch: The weights do not fit these networks.
+        """
         try:
-            model.load_state_dict(ck["model"])
-            ema.load_state_dict(ck["ema"])
+            self.model.load_state_dict(ck["model"])
+            self.ema.load_state_dict(ck["ema"])
         except RuntimeError as e:
             first = str(e).strip().splitlines()[1:2] or [str(e)]
-            raise CheckpointMismatch(f"--resume: {ckpt_path} does not fit this {cfg.arch} student "
+            raise CheckpointMismatch(f"--resume: {ckpt_path} does not fit this {arch} student "
                                      f"({first[0].strip()}); choose another --out to start over") from None
-        opt.load_state_dict(ck["opt"])
-        if disc is not None and "disc" in ck:
-            disc.load_state_dict(ck["disc"])
-            opt_d.load_state_dict(ck["opt_d"])
-        step, elapsed = int(ck["step"]), float(ck["elapsed"])
-        teacher_s[0] = float(ck.get("teacher_s", 0.0))
+        self.opt.load_state_dict(ck["opt"])
+        if self.disc is not None and "disc" in ck:
+            self.disc.load_state_dict(ck["disc"])
+            self.opt_d.load_state_dict(ck["opt_d"])
+
+
+class _MetricsLog:
+    """``run/metrics.jsonl``, one JSON object a line, flushed at once; does nothing on ranks other than 0."""
+
+    def __init__(self, path: Path | None):
+        self.path, self._f = path, None
+
+    def __enter__(self) -> _MetricsLog:
+        if self.path is not None:
+            self._f = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._f is not None:
+            self._f.close()
+
+    def write(self, record: dict) -> None:
+        if self._f is not None:
+            self._f.write(json.dumps(record) + "\n")
+            self._f.flush()
+
+
+class _RunningLosses:
+    """Loss parts summed since the last log line, and how many steps that was in how long."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n = 0
+        self.t0 = time.monotonic()
+
+    def add(self, parts: dict[str, torch.Tensor], loss: float) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.sums["loss"] = self.sums.get("loss", 0.0) + loss
+        self.n += 1
+
+    def record(self, step: int, time_s: float, lr: float, cache_views: int) -> dict:
+        """The ``metrics.jsonl`` line: step, time, rate, and the mean of every part; starts a new sum."""
+        rec = {"step": step, "time_s": time_s, "lr": lr,
+               "it_per_s": round(self.n / max(time.monotonic() - self.t0, 1e-9), 3), "cache_views": cache_views,
+               **{k: round(v / self.n, 6) for k, v in self.sums.items()}}
+        self._reset()
+        return rec
+
+
+class _Trainer:
+    """The training loop of one run. Its state lives here; each part of a step is a method.
+
+    Rank 0 grows the teacher cache, logs, evaluates, checkpoints and exports; every rank trains.
+    """
+
+    def __init__(self, cfg: DistillConfig, device: torch.device, data: _Data, cache: ViewCache, nets: _Nets,
+                 run_dir: Path, rank: int, world: int):
+        self.cfg, self.device, self.data, self.cache, self.nets = cfg, device, data, cache, nets
+        self.run_dir, self.rank, self.world, self.main = run_dir, rank, world, rank == 0
+        self.num_styles = len(cfg.styles)
+        self.step, self.elapsed = 0, 0.0
+        self.teacher_s = 0.0  # seconds spent making views (rank 0)
+        self.t_start = 0.0
+        self.stop_requested = False  # set by SIGTERM: finish the step, checkpoint, then stop
+        self.first_loss: float | None = None
+        self.es: EvalSet | None = None
+        self.t_evals: list[dict] | None = None  # the teachers' outputs on the evaluation set, once computed
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def resume(self, ckpt_path: Path) -> None:
+        cfg = self.cfg
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck.get("arch") != [cfg.arch, cfg.width, self.num_styles]:
+            raise DistillError(f"--resume: checkpoint is {ck.get('arch')}, this run is "
+                               f"{[cfg.arch, cfg.width, self.num_styles]}")
+        self.nets.load(ck, ckpt_path, cfg.arch)
+        self.step, self.elapsed = int(ck["step"]), float(ck["elapsed"])
+        self.teacher_s = float(ck.get("teacher_s", 0.0))
         torch.set_rng_state(ck["rng"])
-        log.info("resumed from %s at step %d (%.1f min)", ckpt_path, step, elapsed / 60)
+        log.info("resumed from %s at step %d (%.1f min)", ckpt_path, self.step, self.elapsed / 60)
 
-    ddp = model
-    if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if disc is not None:
-            disc = nn.parallel.DistributedDataParallel(disc, device_ids=[device.index] if device.type == "cuda" else None)
-    disc_plain = disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
-
-    # Evaluation set and the teacher's outputs on it (cached; computed once per teacher).
-    es = build_eval_set(held_images, held_items, cfg.frame_width, cfg.teacher_scale, cfg.eval_frames,
-                        cfg.eval_clips, cfg.clip_len)
-    t_evals: list[dict] | None = None
-
-    def progress_of(now_elapsed: float) -> float:
-        return step / cfg.steps if cfg.steps else now_elapsed / (cfg.minutes * 60)
-
-    def fill(target: int) -> None:
-        t0 = time.monotonic()
-        while cache.count < min(target, cache.capacity):
-            x, ts, fs = make_view(images, train_items, spec, cache.count, cfg.seed, teachers, feat_ok,
-                                   cfg.teacher_precision)
-            cache.add(x, ts, fs)
-        teacher_s[0] += time.monotonic() - t0
-
-    t_start = time.monotonic() - elapsed
-    if main:
-        (run_dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2, default=str) + "\n")
-        fill(cfg.initial_views)
-    _barrier()
-    cache.reload()
-    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
-    bar = None
-    if main and cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps if cfg.steps else int(cfg.minutes * 60), initial=step if cfg.steps else int(elapsed),
-                   unit="it" if cfg.steps else "s", dynamic_ncols=True, desc="distill")
-
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop["flag"] = True  # finish the step, checkpoint, then stop
-
-    old_handler = signal.signal(signal.SIGTERM, on_signal) if main and _is_main_thread() else None
-    last_ckpt = time.monotonic()
-    rng = np.random.default_rng([cfg.seed, rank, step])
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank * 31 + step)
-    first_loss = None
-    losses_acc: dict[str, float] = {}
-    n_acc = 0
-    t_log = time.monotonic()
-    interrupted = False
-
-    def save_ckpt() -> None:
-        if not main:
+    def wrap_distributed(self) -> None:
+        if self.world <= 1:
             return
-        ck = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-              "elapsed": time.monotonic() - t_start, "teacher_s": teacher_s[0], "rng": torch.get_rng_state(),
-              "arch": [cfg.arch, cfg.width, S]}
-        if disc_plain is not None:
-            ck["disc"], ck["opt_d"] = disc_plain.state_dict(), opt_d.state_dict()
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(ck, tmp)
-        os.replace(tmp, ckpt_path)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.nets.ddp = nn.parallel.DistributedDataParallel(self.nets.model, device_ids=ids)
+        if self.nets.disc is not None:
+            self.nets.disc_ddp = nn.parallel.DistributedDataParallel(self.nets.disc, device_ids=ids)
 
-    def evaluate_now(tag: str) -> dict:
-        nonlocal t_evals
-        if t_evals is None:
-            t_evals = [teacher_outputs(t, es, run_dir / "cache",
-                                       t.sha256 + json.dumps(t.options, sort_keys=True, default=str))
-                       for t in teachers]
+    def prepare(self) -> None:
+        """Build the evaluation set, write ``config.json`` and fill the cache's first views (rank 0)."""
+        cfg = self.cfg
+        self.es = build_eval_set(self.data.held_images, self.data.held_items, cfg.frame_width, cfg.teacher_scale,
+                                 cfg.eval_frames, cfg.eval_clips, cfg.clip_len)
+        self.t_start = time.monotonic() - self.elapsed
+        if self.main:
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2, default=str) + "\n")
+            self.fill(cfg.initial_views)
+        _barrier()
+        self.cache.reload()
+
+    # ---- pieces of the loop ----------------------------------------------------------------------
+    def progress(self, elapsed: float) -> float:
+        """How far the run is, 0..1: in steps, or in wall time under ``--minutes``."""
+        return self.step / self.cfg.steps if self.cfg.steps else elapsed / (self.cfg.minutes * 60)
+
+    def fill(self, target: int) -> None:
+        """Make teacher views until the cache holds ``target`` (or is full)."""
+        d = self.data
+        t0 = time.monotonic()
+        while self.cache.count < min(target, self.cache.capacity):
+            x, ts, fs = make_view(d.images, d.train_items, d.spec, self.cache.count, self.cfg.seed, d.teachers,
+                                  d.feat_ok, self.cfg.teacher_precision)
+            self.cache.add(x, ts, fs)
+        self.teacher_s += time.monotonic() - t0
+
+    def grow_cache(self, elapsed: float) -> None:
+        # One view at a time (rank 0), keeping the teacher's share of the wall time under teacher_share,
+        # so a slow teacher never starves the student.
+        if self.main and self.cache.count < self.cache.capacity and self.teacher_s <= self.cfg.teacher_share * elapsed:
+            self.fill(self.cache.count + 1)
+        if self.world > 1 and self.step % 20 == 0:
+            self.cache.reload()
+
+    def set_lr(self, progress: float) -> float:
+        lr_f = _lr_factor(progress, self.step, self.cfg.warmup)
+        for g in self.nets.opt.param_groups:
+            g["lr"] = self.cfg.lr * lr_f
+        return lr_f
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list, np.ndarray, torch.Tensor]:
+        """Views ``x``, teacher targets ``y`` and features from the cache, their style rows and one-hot weights."""
+        cfg = self.cfg
+        idx = rng.integers(0, self.cache.count, cfg.batch)
+        rows = rng.integers(0, self.num_styles, cfg.batch)
+        x, y, tf = self.cache.batch(idx, rows, cfg.crop, rng)
+        x, y = x.to(self.device), y.to(self.device)
+        sw = F.one_hot(torch.as_tensor(rows), self.num_styles).float().to(self.device)
+        return x, y, tf, rows, sw
+
+    def student_losses(self, x: torch.Tensor, y: torch.Tensor, tf: list, rows: np.ndarray, sw: torch.Tensor,
+                       gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The student's weighted loss, its parts, and the student's output ``s`` on ``x``."""
+        cfg, nets, dev = self.cfg, self.nets, self.device
+        theta = random_affine(cfg.batch, generator=gen).to(dev)
+        xw, _ = warp(x, theta)
+        with nets.autocast(dev):
+            both, feats = nets.ddp(torch.cat([x, xw]), torch.cat([sw, sw]))  # one pass: DDP needs one forward
+        # The losses compare small differences of images in [0, 1]: always in fp32.
+        s, s_w = both[: cfg.batch].float(), both[cfg.batch:].float()
+        parts = {"l1": F.l1_loss(s, y), "structure": laplacian_loss(s, y), "temporal": temporal_loss(s, s_w, theta)}
+        loss = cfg.w_l1 * parts["l1"] + cfg.w_structure * parts["structure"] + cfg.w_temporal * parts["temporal"]
+        if self.data.feat_ok:
+            parts["feature"] = sum(feature_loss(feats[int(r)][i:i + 1].float(), tf[i][None].to(dev))
+                                   for i, r in enumerate(rows)) / cfg.batch
+            loss = loss + cfg.w_feature * parts["feature"]
+        if nets.disc is not None:
+            nets.disc.requires_grad_(False)
+            with nets.autocast(dev):
+                parts["adv_g"] = g_hinge_loss(nets.disc(x, s)).float()
+            loss = loss + cfg.w_adv * parts["adv_g"]
+        return loss, parts, s
+
+    def update_student(self, loss: torch.Tensor) -> None:
+        nets = self.nets
+        nets.opt.zero_grad(set_to_none=True)
+        nets.scaler.scale(loss).backward()
+        nets.scaler.unscale_(nets.opt)
+        nn.utils.clip_grad_norm_(nets.params, 1.0)
+        nets.scaler.step(nets.opt)
+        nets.scaler.update()
+
+    def update_discriminator(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor,
+                             parts: dict[str, torch.Tensor]) -> None:
+        nets = self.nets
+        nets.disc.requires_grad_(True)
+        with nets.autocast(self.device):
+            logits = nets.disc_ddp(torch.cat([x, x]), torch.cat([y, s.detach()]))
+            parts["adv_d"] = d_hinge_loss(logits[: self.cfg.batch], logits[self.cfg.batch:])
+        nets.opt_d.zero_grad(set_to_none=True)
+        parts["adv_d"].backward()
+        nets.opt_d.step()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        for pe, pm in zip(self.nets.ema.parameters(), self.nets.net.parameters()):
+            pe.lerp_(pm.detach(), 1 - decay)
+
+    def train_step(self, rng: np.random.Generator, gen: torch.Generator) -> tuple[float, dict[str, torch.Tensor]]:
+        """One optimisation step of the student (and the discriminator); returns the loss and its parts."""
+        x, y, tf, rows, sw = self.batch(rng)
+        loss, parts, s = self.student_losses(x, y, tf, rows, sw, gen)
+        self.update_student(loss)
+        if self.nets.disc is not None:
+            self.update_discriminator(x, y, s, parts)
+        self.update_ema()
+        self.step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise DistillError(f"the loss became {lv} at step {self.step}; lower --lr (now {self.cfg.lr})")
+        self.first_loss = lv if self.first_loss is None else self.first_loss
+        return lv, parts
+
+    def evaluate(self, tag: str) -> dict:
+        """Metrics of every style row's EMA student on the evaluation set; saves a sample sheet ``tag``."""
+        es = self.es
+        if self.t_evals is None:
+            self.t_evals = [teacher_outputs(t, es, self.run_dir / "cache",
+                                            t.sha256 + json.dumps(t.options, sort_keys=True, default=str))
+                            for t in self.data.teachers]
         res = {}
         rows = []
-        for k, st in enumerate(cfg.styles):
-            s_out = student_outputs(ema, k, es)
-            res[st.id] = image_metrics(es, t_evals[k], s_out)
-            rows.append([to_uint8(es.frames[0]), to_uint8(t_evals[k]["frames"][0]), to_uint8(s_out["frames"][0])])
-        _save_jpg(run_dir / "samples" / f"{tag}.jpg", _grid(rows))
+        for k, st in enumerate(self.cfg.styles):
+            s_out = student_outputs(self.nets.ema, k, es)
+            res[st.id] = image_metrics(es, self.t_evals[k], s_out)
+            rows.append([to_uint8(es.frames[0]), to_uint8(self.t_evals[k]["frames"][0]), to_uint8(s_out["frames"][0])])
+        _save_jpg(self.run_dir / "samples" / f"{tag}.jpg", _grid(rows))
         return res
 
-    try:
-        model.train()
-        while True:
-            now = time.monotonic() - t_start
-            prog = progress_of(now)
-            if prog >= 1.0 or stop["flag"]:
-                break
-            # Grow the teacher cache while training (rank 0): one view at a time, keeping the teacher's
-            # share of the wall time under teacher_share, so a slow teacher never starves the student.
-            if main and cache.count < cache.capacity and teacher_s[0] <= cfg.teacher_share * now:
-                fill(cache.count + 1)
-            if world > 1 and step % 20 == 0:
-                cache.reload()
-            lr_f = _lr_factor(prog, step, cfg.warmup)
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_f
-            idx = rng.integers(0, cache.count, cfg.batch)
-            rows = rng.integers(0, S, cfg.batch)
-            x, y, tf = cache.batch(idx, rows, cfg.crop, rng)
-            x, y = x.to(device), y.to(device)
-            sw = F.one_hot(torch.as_tensor(rows), S).float().to(device)
-            theta = random_affine(cfg.batch, generator=gen).to(device)
-            xw, _ = warp(x, theta)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-                both, feats = ddp(torch.cat([x, xw]), torch.cat([sw, sw]))  # one pass: DDP needs one forward
-            # The losses compare small differences of images in [0, 1]: always in fp32.
-            s, s_w = both[: cfg.batch].float(), both[cfg.batch:].float()
-            parts = {"l1": F.l1_loss(s, y), "structure": laplacian_loss(s, y),
-                     "temporal": temporal_loss(s, s_w, theta)}
-            loss = cfg.w_l1 * parts["l1"] + cfg.w_structure * parts["structure"] + cfg.w_temporal * parts["temporal"]
-            if feat_ok:
-                parts["feature"] = sum(feature_loss(feats[int(r)][i:i + 1].float(), tf[i][None].to(device))
-                                       for i, r in enumerate(rows)) / cfg.batch
-                loss = loss + cfg.w_feature * parts["feature"]
-            if disc is not None:
-                for p_ in disc_plain.parameters():
-                    p_.requires_grad_(False)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-                    parts["adv_g"] = g_hinge_loss(disc_plain(x, s)).float()
-                loss = loss + cfg.w_adv * parts["adv_g"]
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(params, 1.0)
-            scaler.step(opt)
-            scaler.update()
-            if disc is not None:
-                for p_ in disc_plain.parameters():
-                    p_.requires_grad_(True)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-                    logits = disc(torch.cat([x, x]), torch.cat([y, s.detach()]))
-                    parts["adv_d"] = d_hinge_loss(logits[: cfg.batch], logits[cfg.batch:])
-                opt_d.zero_grad(set_to_none=True)
-                parts["adv_d"].backward()
-                opt_d.step()
-            with torch.no_grad():
-                decay = min(cfg.ema, (1 + step) / (10 + step))
-                for pe, pm in zip(ema.parameters(), net.parameters()):
-                    pe.lerp_(pm.detach(), 1 - decay)
-            step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise DistillError(f"the loss became {lv} at step {step}; lower --lr (now {cfg.lr})")
-            first_loss = lv if first_loss is None else first_loss
-            for k, v in parts.items():
-                losses_acc[k] = losses_acc.get(k, 0.0) + float(v.detach())
-            losses_acc["loss"] = losses_acc.get("loss", 0.0) + lv
-            n_acc += 1
-            if main and step % cfg.log_every == 0:
-                dt = time.monotonic() - t_log
-                rec = {"step": step, "time_s": round(time.monotonic() - t_start, 2), "lr": cfg.lr * lr_f,
-                       "it_per_s": round(n_acc / max(dt, 1e-9), 3), "cache_views": cache.count,
-                       **{k: round(v / n_acc, 6) for k, v in losses_acc.items()}}
-                metrics_f.write(json.dumps(rec) + "\n")
-                metrics_f.flush()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", views=cache.count, refresh=False)
-                losses_acc, n_acc, t_log = {}, 0, time.monotonic()
+    def save_checkpoint(self) -> None:
+        if not self.main:
+            return
+        cfg = self.cfg
+        ck = {**self.nets.state(), "step": self.step, "elapsed": time.monotonic() - self.t_start,
+              "teacher_s": self.teacher_s, "rng": torch.get_rng_state(),
+              "arch": [cfg.arch, cfg.width, self.num_styles]}
+        path = self.run_dir / "checkpoint.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, path)
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def train(self, metrics: _MetricsLog) -> bool:
+        """Train until the steps or minutes are done; True when stopped early (Ctrl-C or SIGTERM)."""
+        cfg = self.cfg
+        bar = self._progress_bar()
+        old_handler = (signal.signal(signal.SIGTERM, self._on_sigterm)
+                       if self.main and _is_main_thread() else None)
+        rng = np.random.default_rng([cfg.seed, self.rank, self.step])
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank * 31 + self.step)
+        losses = _RunningLosses()
+        last_ckpt = time.monotonic()
+        try:
+            self.nets.model.train()
+            while True:
+                now = time.monotonic() - self.t_start
+                prog = self.progress(now)
+                if prog >= 1.0 or self.stop_requested:
+                    break
+                self.grow_cache(now)
+                lr_f = self.set_lr(prog)
+                lv, parts = self.train_step(rng, gen)
+                losses.add(parts, lv)
+                self._after_step(metrics, bar, losses, cfg.lr * lr_f)
+                if self.main and time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
+                    self.save_checkpoint()
+                    last_ckpt = time.monotonic()
+        except KeyboardInterrupt:
+            return True
+        finally:
             if bar is not None:
-                bar.update(1 if cfg.steps else max(0, int(time.monotonic() - t_start) - bar.n))
-            if main and cfg.eval_every and step % cfg.eval_every == 0:
-                res = evaluate_now(f"step_{step:06d}")
-                metrics_f.write(json.dumps({"step": step, "eval": res}) + "\n")
-                metrics_f.flush()
-            if main and time.monotonic() - last_ckpt > cfg.checkpoint_every_s:
-                save_ckpt()
-                last_ckpt = time.monotonic()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
+                bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+        return self.stop_requested
+
+    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
+        self.stop_requested = True
+
+    def _progress_bar(self):  # -> tqdm | None
+        cfg = self.cfg
+        if not (self.main and cfg.progress):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=cfg.steps if cfg.steps else int(cfg.minutes * 60),
+                    initial=self.step if cfg.steps else int(self.elapsed),
+                    unit="it" if cfg.steps else "s", dynamic_ncols=True, desc="distill")
+
+    def _after_step(self, metrics: _MetricsLog, bar, losses: _RunningLosses, lr: float) -> None:
+        """Log line, progress bar and evaluation, each when due (rank 0)."""
+        cfg, step = self.cfg, self.step
+        if self.main and step % cfg.log_every == 0:
+            rec = losses.record(step, round(time.monotonic() - self.t_start, 2), lr, self.cache.count)
+            metrics.write(rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", views=self.cache.count, refresh=False)
         if bar is not None:
-            bar.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-    save_ckpt()
-    if interrupted or stop["flag"]:
-        if metrics_f:
-            metrics_f.close()
-        raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint saved in {ckpt_path}; "
-                                f"run again with --resume to continue")
-    _barrier()
-    if main:
-        res = evaluate_now(f"step_{step:06d}_final")
-        pack = _export(cfg, out, ema, teachers, es, t_evals, res, step, time.monotonic() - t_start)
-        metrics_f.write(json.dumps({"step": step, "final": res, "first_loss": first_loss}) + "\n")
-        metrics_f.close()
-    _barrier()
-    return out
+            bar.update(1 if cfg.steps else max(0, int(time.monotonic() - self.t_start) - bar.n))
+        if self.main and cfg.eval_every and step % cfg.eval_every == 0:
+            metrics.write({"step": step, "eval": self.evaluate(f"step_{step:06d}")})
+
+    def finish(self, out: Path, metrics: _MetricsLog) -> None:
+        """Final evaluation, the style pack, and the last metrics line (rank 0)."""
+        res = self.evaluate(f"step_{self.step:06d}_final")
+        _export(self.cfg, out, self.nets.ema, self.data.teachers, self.es, self.t_evals, res, self.step,
+                time.monotonic() - self.t_start)
+        metrics.write({"step": self.step, "final": res, "first_loss": self.first_loss})
 
 
 def _is_main_thread() -> bool:

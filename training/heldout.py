@@ -63,7 +63,8 @@ from .recipes.recipe import PackageFile
 
 __all__ = ["Picture", "SOURCES", "SELECTION", "REPORTING", "SETS", "FRAME_SIZE", "webcam_degrade",
            "camera_frame", "video_frame", "load", "fidelity_gain_np", "score", "score_arrays",
-           "pipeline_renderer", "teacher_renderer", "score_pack"]
+           "pipeline_renderer", "teacher_renderer", "score_pack", "CLIP_PICTURES", "load_clips", "clip_ewarp",
+           "motion_clips", "score_internal", "evaluate_pack", "acceptance_metrics", "write_meta"]
 
 #: the output resolution the user sees, ``(w, h)``.
 FRAME_SIZE = (640, 480)
@@ -424,3 +425,233 @@ def score_pack(pack_dir: str | Path, teachers: dict[str, object] | object, which
         if render is not None:
             render.close()
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# known-motion clips (temporal steadiness at 640×480)
+# --------------------------------------------------------------------------------------------
+
+#: the pictures each set's known-motion clips are made from.
+CLIP_PICTURES: dict[str, tuple[str, ...]] = {"selection": ("grace_hopper", "city-b150"),
+                                             "reporting": ("faust", "city-a057")}
+
+
+def load_clips(which: str = "reporting", clip_len: int = 5, cache_dir: Path | None = None,
+               size: tuple[int, int] = FRAME_SIZE, noise: float = 0.01, seed: int = 1234
+               ) -> list[tuple[str, list[np.ndarray], torch.Tensor]]:
+    """Known-motion clips made from a set's :data:`CLIP_PICTURES`: ``[(name, frames, motions)]``.
+
+    Each clip moves a 4:3 window over the picture (taken at 1.25× the frame size): every step a
+    random rotation ≤ 1°, zoom ≤ 1 % and shift ≤ 1.5 % of the frame, and each frame gets its own
+    Gaussian noise (σ = ``noise``), as ``training.evaluate.build_eval_set`` makes them at the
+    student's size. ``frame t+1 = warp(frame t, motions[t])`` exactly.
+
+    Shape:
+        frames: ``clip_len`` × ``(h, w, 3)`` uint8 RGB; motions: ``[clip_len-1, 2, 3]``.
+    """
+    if which not in CLIP_PICTURES:
+        raise ValueError(f"held-out set {which!r}: expected one of {', '.join(CLIP_PICTURES)}")
+    by_name = {p.name: p for p in SETS[which]}
+    pics = [(n, _read_source(SOURCES[by_name[n].source], cache_dir, by_name[n].frame)) for n in CLIP_PICTURES[which]]
+    return motion_clips(pics, clip_len, size, noise, seed)
+
+
+def motion_clips(pictures: Sequence[tuple[str, np.ndarray]], clip_len: int = 5, size: tuple[int, int] = FRAME_SIZE,
+                 noise: float = 0.01, seed: int = 1234) -> list[tuple[str, list[np.ndarray], torch.Tensor]]:
+    """Known-motion clips from pictures (``(H, W, 3)`` uint8 RGB, any size); see :func:`load_clips`."""
+    from .losses import compose_affine, invert_affine, random_affine
+
+    gen = torch.Generator().manual_seed(seed)
+    w, h = size
+    out = []
+    for name, pic in pictures:
+        big = camera_frame(pic, (w * 5 // 4, h * 5 // 4))
+        big_t = torch.from_numpy(big.transpose(2, 0, 1).copy()).float().div(255.0)[None]  # [1, 3, 1.25h, 1.25w]
+        a = torch.tensor([[[0.8, 0.0, 0.0], [0.0, 0.8, 0.0]]])  # the frame sees the central 80 %
+        frames, rel = [], []
+        for t in range(clip_len):
+            if t:
+                nxt = compose_affine(a, random_affine(1, 1.0, 0.01, 0.015, generator=gen))
+                rel.append(compose_affine(invert_affine(a), nxt)[0])
+                a = nxt
+            grid = torch.nn.functional.affine_grid(a, [1, 3, h, w], align_corners=False)
+            f = torch.nn.functional.grid_sample(big_t, grid, mode="bilinear", padding_mode="border",
+                                                align_corners=False)
+            f = (f + noise * torch.randn(f.shape, generator=gen)).clamp(0, 1)
+            frames.append(np.ascontiguousarray((f[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)))
+        out.append((f"{name}~motion", frames, torch.stack(rel)))
+    return out
+
+
+def _as_tensor(frames: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(f, np.float32) / (255.0 if f.dtype == np.uint8 else 1.0))
+                        .permute(2, 0, 1) for f in frames])  # [T, 3, h, w]
+
+
+def clip_ewarp(render: Callable[[np.ndarray], np.ndarray], teacher, clips, cache: Path | None = None) -> dict:
+    """Mean warping error (``training.evaluate.ewarp``) of the renderer, the teacher and the input over clips."""
+    from .evaluate import ewarp
+
+    r, t, x = [], [], []
+    for _, frames, motions in clips:
+        r.append(ewarp(_as_tensor([render(f) for f in frames]), motions))
+        t.append(ewarp(_as_tensor(_teacher_outputs(teacher, [("", f) for f in frames], cache)), motions))
+        x.append(ewarp(_as_tensor(frames), motions))
+    return {"ewarp_student": round(float(np.mean(r)), 6), "ewarp_teacher": round(float(np.mean(t)), 6),
+            "ewarp_input": round(float(np.mean(x)), 6)}
+
+
+# --------------------------------------------------------------------------------------------
+# the student's own resolution (what pack.json reported before: it hides what upsampling loses)
+# --------------------------------------------------------------------------------------------
+
+def score_internal(pack_dir: str | Path, teachers: dict[str, object] | object,
+                   frames: Sequence[tuple[str, np.ndarray]], teacher_cache: Path | None = None) -> dict[str, dict]:
+    """Score each style at the student's internal size, the student's output itself, not the frame shown.
+
+    Input and teacher output (the teacher still sees the full frame) are shrunk to the pack's
+    resolution as the pipeline shrinks frames; this is how ``training.evaluate`` scored before.
+    """
+    from realtime.styles import load_pack
+    from realtime.student import style_weights
+
+    pack = load_pack(pack_dir)
+    net = pack.build().eval()
+    w, h = pack.resolution or (320, 240)
+
+    def small(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
+
+    xs = [small(img) for _, img in frames]
+    results = {}
+    for st in pack.styles:
+        teacher = teachers.get(st.id) if isinstance(teachers, dict) else teachers
+        if teacher is None:
+            continue
+        ts = [small(t) for t in _teacher_outputs(teacher, frames, teacher_cache)]
+        rs = []
+        with torch.inference_mode():
+            for x in xs:
+                xt = torch.from_numpy(x.transpose(2, 0, 1).copy()).float().div(255.0)[None]
+                y = net(xt, style_weights(st.index, net.num_styles)).clamp(0, 1)
+                rs.append(y[0].permute(1, 2, 0).numpy())
+        results[st.id] = score_arrays([n for n, _ in frames], xs, ts, rs)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# a pack's metrics
+# --------------------------------------------------------------------------------------------
+
+#: metrics of the earlier evaluation (two portraits at the student's 320×240) that this one replaces.
+SUPERSEDED = ("psnr_vs_teacher", "ssim_vs_teacher", "fidelity_gain", "ewarp_student", "ewarp_teacher",
+              "ewarp_input", "eval_frames")
+
+
+def evaluate_pack(pack_dir: str | Path, teachers: dict[str, object] | object, cache_dir: Path | None = None,
+                  teacher_cache: Path | None = None, write: bool = True, speed: bool = False,
+                  clip_len: int = 5, keep_superseded: bool = False, log: Callable[[str], None] | None = None,
+                  pictures: Sequence[tuple[str, np.ndarray]] | None = None,
+                  internal_size: tuple[int, int] | None = None) -> dict[str, dict]:
+    """Every style's metrics on the held-out sets, as the user sees it; optionally written into ``pack.json``.
+
+    Per style: the reporting set's ``fidelity_gain`` (pooled), ``fidelity_gain_min`` (+ ``_picture``),
+    ``psnr_vs_teacher``, ``per_picture`` and ``ewarp_*`` (known-motion clips of the reporting set, at
+    640×480) at the top level — what the README quotes; the same for the selection set under
+    ``"selection"`` — what ``make styles`` accepts on (:func:`acceptance_metrics`); ``"eval"`` says
+    what was scored. With ``speed``, also ``training.evaluate.speed_metrics``. Other metrics already in
+    ``pack.json`` (speed, training steps) are kept; the earlier 320×240 ones (:data:`SUPERSEDED`)
+    are dropped, or kept under ``"superseded_320x240"`` with ``keep_superseded``.
+
+    ``pictures`` (``[(name, (H, W, 3) uint8 RGB)]``, never trained on) replaces both sets: they are
+    scored as a reporting set of their own (``eval.set`` = ``"custom"``), with no ``"selection"``,
+    and the clips are made from the first two. ``internal_size`` runs the student at that size
+    instead of the pack's (``(640, 480)``: a full-resolution pass), which is not how it runs live.
+
+    Returns:
+        ``{style_id: metrics}``.
+    """
+    from realtime.styles import load_pack
+
+    pack = load_pack(pack_dir)
+    if pictures is not None:
+        sets = {"custom": [(n, camera_frame(p)) for n, p in pictures]}
+        clips = {"custom": motion_clips(list(pictures)[:2], clip_len)}
+    else:
+        sets = {s: load(s, cache_dir) for s in ("selection", "reporting")}
+        clips = {s: load_clips(s, clip_len, cache_dir) for s in ("selection", "reporting")}
+    main = "custom" if pictures is not None else "reporting"
+    scored = {s: score_pack(pack_dir, teachers, s, cache_dir, internal_size, teacher_cache, frames=sets[s])
+              for s in sets}
+    results: dict[str, dict] = {}
+    render = None
+    net = pack.build() if speed else None
+    try:
+        for st, sm in zip(pack.styles, pack.meta["styles"]):
+            if st.id not in scored[main]:
+                continue
+            teacher = teachers.get(st.id) if isinstance(teachers, dict) else teachers
+            if render is None:
+                render = pipeline_renderer(pack_dir, st.key, internal_size)
+            render.set_style(st.key)
+            m = {**scored[main][st.id], **clip_ewarp(render, teacher, clips[main], teacher_cache)}
+            m["eval"]["clips"] = [c[0] for c in clips[main]]
+            sel = None
+            if "selection" in scored:
+                sel = {k: v for k, v in scored["selection"][st.id].items() if k != "eval"}
+                sel.update(clip_ewarp(render, teacher, clips["selection"], teacher_cache))
+                sel["pictures"] = [n for n, _ in sets["selection"]]
+                m["selection"] = sel
+            if speed:
+                from .evaluate import speed_metrics
+
+                m.update(speed_metrics(net, pack.resolution or (320, 240)))
+            old = dict(sm.get("metrics") or {})
+            kept = {k: v for k, v in old.items() if k not in SUPERSEDED and k not in m
+                    and k not in ("per_picture", "selection", "eval", "superseded_320x240",
+                                  "fidelity_gain_min", "fidelity_gain_min_picture")}
+            if keep_superseded and any(k in old for k in SUPERSEDED):
+                kept["superseded_320x240"] = old.get("superseded_320x240") or {
+                    "what": "the earlier evaluation, replaced by this one: the student's own 320x240 output on "
+                            "the pictures in eval_frames, which styles were also chosen on",
+                    **{k: old[k] for k in SUPERSEDED if k in old}}
+            sm["metrics"] = {**m, **kept}
+            results[st.id] = sm["metrics"]
+            if log:
+                line = (f"{st.id}: {main} fidelity_gain {m['fidelity_gain']:.3f} (min {m['fidelity_gain_min']:.3f} "
+                        f"on {m['fidelity_gain_min_picture']}), ewarp student/teacher "
+                        f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}")
+                if sel is not None:
+                    line += (f"; selection {sel['fidelity_gain']:.3f} (min {sel['fidelity_gain_min']:.3f}), "
+                             f"ewarp {sel['ewarp_student']:.5f}/{sel['ewarp_teacher']:.5f}")
+                log(line)
+    finally:
+        if render is not None:
+            render.close()
+    if write and results:
+        write_meta(pack.path, pack.meta)
+    return results
+
+
+def write_meta(pack_dir: str | Path, meta: dict) -> None:
+    """Replace a pack's ``pack.json`` atomically (its weights are not touched)."""
+    import os
+
+    path = Path(pack_dir) / "pack.json"
+    tmp = path.with_name("pack.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def acceptance_metrics(metrics: dict) -> dict:
+    """The metrics ``make styles`` checks against a recipe's targets: the selection set's fidelity and
+    steadiness, plus the rest (speed) of ``metrics``; metrics without a ``"selection"`` part as they are."""
+    sel = metrics.get("selection")
+    if not isinstance(sel, dict):  # a pack scored another way (a user's): its metrics as they are
+        return dict(metrics)
+    out = {k: v for k, v in metrics.items() if k not in ("selection", "per_picture", "eval")}
+    for k in ("fidelity_gain", "fidelity_gain_min", "ewarp_student", "ewarp_teacher"):
+        out.pop(k, None)
+        if k in sel:
+            out[k] = sel[k]
+    return out

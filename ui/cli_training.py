@@ -81,6 +81,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     for s in styles:
         s.license = s.license or (args.teacher_license or "")
         s.source = s.source or (args.teacher_source or "")
+    if args.guide == "auto" and not args.held_out:
+        raise InputError("--guide auto: give --held-out pictures to decide on (never trained on)")
+    if args.minutes == 0 or args.steps == 0:
+        if args.guide == "off":
+            raise InputError("--minutes 0: nothing to train; add --guide on for a pack of guided styles alone")
+        return _guided_only(args, styles)
     if args.steps is None and args.minutes is None:
         args.minutes = 30.0
     vw, vh = parse_size(args.view, "--view") if args.view else (192, 144)
@@ -112,7 +118,36 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         print(f"{s['id']}: fidelity_gain {m['fidelity_gain']:.3f}, PSNR {m['psnr_vs_teacher']:.2f} dB, "
               f"SSIM {m['ssim_vs_teacher']:.3f}, E_warp student {m['ewarp_student']:.5f} / teacher "
               f"{m['ewarp_teacher']:.5f}, {m['gmacs_640x480']:.3f} GMACs, {m['cpu_ms_640x480']:.1f} ms")
+    if args.guide != "off":
+        from training import guided
+
+        if args.guide == "on":
+            guided.set_guides(Path(out), {s.id: guided._local_guide(s, guided.np.eye(10, 3), "student")
+                                          for s in styles})
+            print("every style is guided: its teacher corrects the student's output from keyframes")
+        else:
+            choice = guided.choose_guidance(Path(out), styles, args.held_out, Path(out) / "run" / "as-live")
+            print("guidance kept (raises fidelity_gain as live by ≥ 0.02): "
+                  + ", ".join(f"{k} {v}" for k, v in choice.items()))
     print(f"style pack written to {out}")
+    return 0
+
+
+def _guided_only(args: argparse.Namespace, styles) -> int:
+    """``--guide on|auto --minutes 0``: a pack of guided styles without a student, in about a minute."""
+    from training import guided
+
+    out = guided.guided_only_pack(styles, args.data, Path(args.out), args.name or "", args.description or "",
+                                  progress=lambda m: print(m, file=sys.stderr))
+    if args.held_out:
+        res = guided.score_pack_as_live(out, styles, args.held_out, out / "run" / "as-live",
+                                        progress=lambda m: print(m, file=sys.stderr))
+        guided.write_metrics(out, res)
+        for sid, m in res.items():
+            print(f"{sid}: as live, fidelity_gain {m['fidelity_gain']:.3f} (worst picture "
+                  f"{m['fidelity_gain_min']:.3f}), E_warp output {m['ewarp_student']:.5f} / teacher "
+                  f"{m['ewarp_teacher']:.5f}")
+    print(f"guided style pack (no student) written to {out}")
     return 0
 
 
@@ -122,12 +157,19 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from realtime.styles import load_pack
-    from training.evaluate import evaluate_pack
+    from training import heldout
+    from training.recipes.fetch import default_cache_dir
     from training.teachers import load_teacher
 
     _setup_logging(False)
+    if args.frames is not None and args.frames < 1:
+        raise InputError(f"--frames {args.frames}: expected a positive number of pictures")
+    internal = parse_size(args.internal_size, "--internal-size") if args.internal_size else None
     pack = load_pack(args.pack)
+    cache = default_cache_dir()
     opts = _teacher_options(args)
+    if any(s.guide is not None for s in pack.styles):
+        return _evaluate_guided(args, pack, opts)
     if args.teacher:
         teachers: object = load_teacher(args.teacher, **opts)
     else:  # each style's own teacher, as recorded in pack.json, if the file is still where it was
@@ -138,9 +180,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             if not src:
                 raise InputError(f"evaluate: pack {args.pack} does not record style {sm['id']}'s teacher path; "
                                  f"give --teacher PATH")
-            teachers[sm["id"]] = load_teacher(src["teacher"], **{**src.get("options", {}), **opts})
-    res = evaluate_pack(args.pack, teachers, args.data, write=not args.no_write, max_frames=args.frames,
-                        teacher_scale=args.teacher_scale)
+            path = str(src["teacher"]).replace("$STYLECAM_CACHE", str(cache))
+            teachers[sm["id"]] = load_teacher(path, **{**src.get("options", {}), **opts})
+    pictures = None
+    if args.data:
+        from training.data import ImageSet
+
+        images = ImageSet(args.data)
+        items = images.split()[1][:args.frames or None]
+        pictures = [(it.label, images.load(it)) for it in items]
+    write = not args.no_write and internal is None
+    res = heldout.evaluate_pack(args.pack, teachers, cache_dir=cache, teacher_cache=cache / "eval-teacher-outputs",
+                                write=write, speed=True, pictures=pictures, internal_size=internal,
+                                log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(res, indent=2))
+    if internal is not None and not args.no_write:
+        print(f"--internal-size {args.internal_size}: not how the pack runs live, so pack.json was not changed",
+              file=sys.stderr)
+    return 0
+
+
+def _evaluate_guided(args: argparse.Namespace, pack, opts: dict) -> int:
+    """Guided styles are scored as they run live (``training.guided``): clips with motion made from the
+    held-out pictures (the reporting set, or the --data pictures when given), maps from keyframes at
+    least 0.5 s old, 640×480 against the teacher."""
+    from realtime.guide import teacher_file
+    from training import guided
+    from training.teachers import load_teacher
+
+    explicit = args.data != ["skimage:"]
+    frames = ([(f"picture{i}", guided.camera_frame(p)) for i, p in enumerate(guided._pictures(args.data))]
+              if explicit else guided.held_out_frames(which="reporting"))
+    res = {}
+    for s in pack.styles:
+        if s.guide is None:
+            continue
+        path = args.teacher or teacher_file(s.guide, pack.path)
+        teacher = load_teacher(path, **{**(s.guide.teacher.get("options") or {}), **opts})
+        res[s.id] = guided.evaluate_guided(pack.path, s.id, teacher, frames,
+                                           progress=lambda m: print(m, file=sys.stderr))
+    if not args.no_write:
+        guided.write_metrics(pack.path, res)
     print(json.dumps(res, indent=2))
     return 0
 
@@ -204,6 +284,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lim.add_argument("--minutes", type=float, help="train for this long, teacher time included (default 30)")
     lim.add_argument("--steps", type=int, help="train for this many steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--guide", choices=("off", "on", "auto"), default="off",
+                   help="guided styles: the teacher steers a colour map from small keyframes at run time. on: "
+                        "every style (with --minutes 0, no student: a pack in about a minute); auto: only where "
+                        "it raises fidelity_gain as live on --held-out by at least 0.02 (default off)")
     p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
     p.add_argument("--crop", type=int, default=128,
                    help="crop size in student pixels (default 128; 0: whole views, for teachers whose output "
@@ -238,15 +322,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_teacher_flags(p)  # -v/--verbose comes with every command from ui/cli.py
     p.set_defaults(func=_cmd_distill)
 
-    p = subparsers.add_parser("evaluate", help="measure a style pack against its teacher and record the metrics",
-                              description="Example: stylecam evaluate packs/mine --teacher latest_net_G_A.pth "
-                                          "--data photos/")
+    p = subparsers.add_parser(
+        "evaluate", help="score a style pack against its teacher as the user sees it and record the metrics",
+        description="Scores the 640x480 output of `stylecam render --preset all --no-segmentation` against the "
+                    "teacher at 640x480 on held-out pictures never trained on (training/heldout.py): pooled "
+                    "fidelity_gain and the per-picture minimum on the reporting set, the same on the selection "
+                    "set, and the warping error on known-motion clips. Example: stylecam evaluate packs/mine "
+                    "--teacher latest_net_G_A.pth")
     p.add_argument("pack", metavar="PACK")
     p.add_argument("--teacher", metavar="PATH", help="teacher for every style (default: the paths the pack records)")
-    p.add_argument("--data", nargs="+", default=["skimage:"], metavar="PATH",
-                   help="data whose held-out split is used (default skimage:)")
-    p.add_argument("--frames", type=int, default=4, help="held-out frames (default 4)")
-    p.add_argument("--teacher-scale", type=float, default=None, help="default: the pack's recipe")
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="score on the held-out split of these pictures instead of the held-out sets")
+    p.add_argument("--frames", type=int, default=None, help="with --data: at most this many pictures")
+    p.add_argument("--internal-size", metavar="WxH",
+                   help="run the student at this size, e.g. 640x480 for a full-resolution pass (implies no write)")
     p.add_argument("--no-write", action="store_true", help="print the metrics without writing pack.json")
     _add_teacher_flags(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -13,10 +13,12 @@ from realtime.styles import StyleInfo
 
 THUMB = QSize(88, 66)
 
-# Metric keys ``training/evaluate.py`` writes into pack.json, with how to show them; other keys
+# Metric keys ``training/heldout.py`` and ``training/evaluate.py`` write into pack.json, with how to show them; other keys
 # are listed as they are.
 _METRIC_LABELS = {
-    "fidelity_gain": ("Fidelity to teacher", "{:.2f} (1 = same as teacher)"),
+    "fidelity_gain": ("Fidelity to teacher", "{:.2f} (1 = same as teacher; 640×480, held-out pictures)"),
+    "fidelity_gain_min": ("Fidelity on the worst picture", "{:.2f}"),
+    "fidelity_gain_min_picture": ("Worst picture", "{}"),
     "psnr_vs_teacher": ("PSNR vs teacher", "{:.1f} dB"),
     "ssim_vs_teacher": ("SSIM vs teacher", "{:.3f}"),
     "ewarp_student": ("Flicker (warping error)", "{:.4f}"),
@@ -41,6 +43,8 @@ def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
     if teacher:
         lines.append(f"Teacher: {teacher}")
     for key, value in style.metrics.items():
+        if isinstance(value, (dict, list)):  # per-picture values and the like: pack.json has them
+            continue
         label, fmt = _METRIC_LABELS.get(key, (key.replace("_", " "), "{}"))
         try:
             shown = fmt.format(value)

@@ -172,7 +172,18 @@ class MainWindow(QMainWindow):
         panel = QWidget()
         col = QVBoxLayout(panel)
         col.setContentsMargins(6, 6, 6, 6)
+        self._build_styles(col)
+        self._build_strength(col, strength)
+        self._build_regions(col, preset, regions)
+        self._build_cameras(col)
+        col.addWidget(self._build_output(mirror))
+        col.addStretch(1)
+        self._build_dock(panel)
+        self._build_status_bar(pipeline)
+        self.resize(1180, 720)
+        self.view.setFocus()
 
+    def _build_styles(self, col: QVBoxLayout) -> None:
         self.gallery = StyleGallery(self.styles)
         self.gallery.select_key(self.style_key)
         self.gallery.styleChosen.connect(self.set_style)
@@ -181,6 +192,7 @@ class MainWindow(QMainWindow):
         if not self.styles:
             col.addWidget(QLabel("No styles installed: add a pack with --styles DIR."))
 
+    def _build_strength(self, col: QVBoxLayout, strength: float) -> None:
         strength_row = QHBoxLayout()
         self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
@@ -195,18 +207,21 @@ class MainWindow(QMainWindow):
         strength_row.addWidget(self.strength_label)
         col.addLayout(strength_row)
 
+    def _build_regions(self, col: QVBoxLayout, preset: str | None, regions) -> None:
         self.regions = RegionControls(list(PRESETS))
         self.regions.show_regions(regions[0], regions[1], preset)
         self.regions.presetChosen.connect(self.set_preset)
         self.regions.regionsChanged.connect(self._on_regions)
         col.addWidget(self.regions)
 
+    def _build_cameras(self, col: QVBoxLayout) -> None:
         self.cameras = CameraControls(_demo_clip())
         self.cameras.select(self.settings.camera, self.settings.camera_size, self.settings.camera_fps)
         self.cameras.sourceChosen.connect(self._choose_source)
         self.cameras.refreshRequested.connect(self.refresh_cameras)
         col.addWidget(self.cameras)
 
+    def _build_output(self, mirror: bool) -> QGroupBox:
         out_box = QGroupBox("Output")
         out = QVBoxLayout(out_box)
         buttons = QHBoxLayout()
@@ -246,12 +261,12 @@ class MainWindow(QMainWindow):
         help_button = QPushButton("Keyboard shortcuts (H)")
         help_button.clicked.connect(self.toggle_help)
         out.addWidget(help_button)
-        col.addWidget(out_box)
-        col.addStretch(1)
         for w in (self.record_button, self.snapshot_button, self.mirror_box, self.vcam_box, self.pause_box,
                   change, help_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        return out_box
 
+    def _build_dock(self, panel: QWidget) -> None:
         scroll = QScrollArea()
         scroll.setWidget(panel)
         scroll.setWidgetResizable(True)
@@ -265,6 +280,7 @@ class MainWindow(QMainWindow):
         self.dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
 
+    def _build_status_bar(self, pipeline) -> None:
         sb = self.statusBar()
         why = pipeline.backend_reason or ""
         self.backend_label = QLabel(f"<b>{pipeline.backend}</b>" + (f" — {why}" if why else ""))
@@ -280,8 +296,6 @@ class MainWindow(QMainWindow):
         for w in (self.rec_label, self.guide_label, self.fps_label, self.stage_label, self.dropped_label):
             sb.addPermanentWidget(w)
         log.info("backend: %s (%s)", pipeline.backend, pipeline.backend_reason)
-        self.resize(1180, 720)
-        self.view.setFocus()
 
     def _bind_hotkeys(self) -> None:
         # Bound methods only: PyQt drops those connections with the window, lambdas would keep it alive.

@@ -35,7 +35,7 @@ from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QElapsedTimer, QSetti
 from PyQt6.QtTest import QTest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from realtime.benchmarks.frames import load_frames, percentile  # noqa: E402
+from realtime.benchmarks.common import load_frames, percentile  # noqa: E402
 
 PROBE_MS = 5
 

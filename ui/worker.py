@@ -187,23 +187,29 @@ class PipelineWorker(QObject):
 
     # ------------------------------------------------------------------ source
     def _open(self, req: SourceRequest, fallback: bool) -> bool:
-        """Open ``req``; when no camera is there and ``fallback``, loop the demo clip instead."""
+        """Open ``req``; when it fails and ``fallback``, loop the demo clip instead, saying why."""
         try:
             src = _open_source(req)
         except StylecamError as e:
-            is_camera = req.spec is None or req.spec.strip().isdigit() or req.spec.startswith("/dev/video")
-            if not (fallback and is_camera):
+            if not fallback:
                 self.error.emit(str(e))
                 return False
+            is_camera = req.spec is None or req.spec.strip().isdigit() or req.spec.startswith("/dev/video")
             try:
                 demo = _demo_clip()
                 src = _open_source(SourceRequest(str(demo), req.size, None, loop=True))
             except (StylecamError, ImportError) as e2:
-                self.error.emit(f"{e}; the demo clip cannot be played either ({e2})")
+                message = f"{e}; the demo clip cannot be played either ({e2})"
+                self.error.emit(message)
+                self.notice.emit(message)  # stays after the error fades: the window has nothing else to show
                 return False
             self._swap_source(src)
             self.sourceOpened.emit(f"demo clip ({src.width}×{src.height})", True)
-            self.notice.emit(f"No camera: {e}. Showing the demo clip — pick a camera in the Camera panel.")
+            if is_camera:
+                self.notice.emit(f"No camera: {e}. Showing the demo clip — pick a camera in the Camera panel.")
+            else:
+                self.notice.emit(f"Cannot play the source: {e}. Showing the demo clip — pick a source in the "
+                                 "Camera panel.")
             return True
         self._swap_source(src)
         self.sourceOpened.emit(f"{src.name} ({src.width}×{src.height} @ {src.fps:.3g} fps)", False)
@@ -297,7 +303,7 @@ class PipelineWorker(QObject):
             try:
                 self._recorder.write(out, t_capture, copy=False)
             except StylecamError as e:
-                self.error.emit(f"recording stopped: {e}")
+                self.error.emit(str(e))  # names the file, why, and what it holds
                 self._finish_recording()
         if self._vcam_wanted and self._vcam is None:
             self._open_vcam(out)
@@ -455,6 +461,9 @@ class PipelineWorker(QObject):
             rec.close()
         except (StylecamError, OSError) as e:
             self.error.emit(str(e))
+        if not path.exists():  # stopped before anything decodable was written; the error said so
+            self.recordingStopped.emit("", "")
+            return
         summary = f"{rec.frames_written} frames, {rec.duration:.1f} s, {rec.bytes_written / 1e6:.1f} MB"
         log.info("recording saved: %s (%s)", path, summary)
         self.recordingStopped.emit(str(path), summary)

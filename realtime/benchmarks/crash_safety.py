@@ -7,7 +7,8 @@ Two recorder settings, run alternately in one process on the same synthetic fram
   cluster, :data:`~realtime.sinks.RESERVE_BYTES` held back for a full disk (the defaults).
 
 For each: encode+mux milliseconds per frame (median and p95), CPU milliseconds per frame, bitrate, the time to
-open the recorder, and the crash exposure: after each frame is encoded, how many frames the file on disk does
+open the recorder; the muxing alone (the same encoded packets written again, many times: the part these settings
+change, free of the encoder's noise), in microseconds per frame; and the crash exposure: after each frame is encoded, how many frames the file on disk does
 not yet hold (what ``kill -9`` at that moment would lose), and at how many of those moments a file existed that
 does not open.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -23,12 +25,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 
 from realtime.bench import git_commit, machine, versions
 from realtime.errors import InputError
-from realtime.sinks import FLUSH_INTERVAL_MS, RESERVE_BYTES, OutputFile, Recorder, probe_recording
+from realtime.sinks import (
+    CONTAINERS,
+    FLUSH_INTERVAL_MS,
+    RESERVE_BYTES,
+    OutputFile,
+    Recorder,
+    muxer_options,
+    probe_recording,
+)
 from realtime.sizes import parse_size
 
 BASELINE_FLUSH_MS = 1000
@@ -90,6 +101,32 @@ def _throughput(path: Path, frames: list[np.ndarray], fps: float, setting: dict[
     }
 
 
+def _mux_only(packets_from: Path, out: Path, setting: dict[str, Any], reps: int) -> float:
+    """Median microseconds per frame to mux (and write) the packets of ``packets_from`` into ``out``."""
+    with av.open(str(packets_from)) as src:
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.size]
+        per_frame = []
+        for _ in range(reps):
+            f = setting["opener"](out)
+            fmt = CONTAINERS[out.suffix]
+            t0 = time.perf_counter()
+            with av.open(f, mode="w", format=fmt, options=muxer_options(fmt, setting["flush_interval_ms"])) as dst:
+                o = dst.add_stream_from_template(stream)
+                dst.start_encoding()
+                header = f.size
+                for p in packets:
+                    p.stream = o
+                    dst.mux(p)
+                    if f.size > header:
+                        f.commit()  # as the recorder does: the file appears with its first cluster
+            f.commit()
+            per_frame.append((time.perf_counter() - t0) * 1e6 / len(packets))
+            f.close()
+            os.unlink(out)
+    return statistics.median(per_frame)
+
+
 def _exposure(path: Path, frames: list[np.ndarray], fps: float, setting: dict[str, Any]) -> dict[str, Any]:
     """After each encoded frame: frames not yet decodable from disk, and whether a file exists but won't open."""
     h, w = frames[0].shape[:2]
@@ -129,6 +166,10 @@ def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fp
                     for key, value in _throughput(path, imgs, fps, setting).items():
                         runs[name][ext].setdefault(key, []).append(value)
                     path.unlink()
+        reference = Path(tmp) / "reference.mkv"
+        _throughput(reference, imgs, fps, SETTINGS["current"])
+        mux_us = {name: {ext: _mux_only(reference, Path(tmp) / f"mux.{ext}", setting, reps=5 * reps)
+                         for ext in ("mkv", "mp4")} for name, setting in SETTINGS.items()}
         exposure = {
             name: {ext: _exposure(Path(tmp) / f"exp-{name}.{ext}", imgs[:exposure_frames], fps, setting)
                    for ext in ("mkv", "mp4")}
@@ -141,11 +182,13 @@ def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fp
             "flush_interval_ms": setting["flush_interval_ms"],
             "reserve_bytes": RESERVE_BYTES if setting["opener"] is OutputFile else 0,
             **{ext: {**{k: round(statistics.median(v), 3) for k, v in runs[name][ext].items()},
+                     "mux_only_us_per_frame": round(mux_us[name][ext], 1),
                      **exposure[name][ext]} for ext in ("mkv", "mp4")},
         }
     cur, base = result["settings"]["current"], result["settings"]["baseline"]
     result["ratio_current_to_baseline"] = {
-        ext: {k: round(cur[ext][k] / base[ext][k], 3) for k in ("encode_mux_ms", "cpu_ms_per_frame", "kbps")}
+        ext: {k: round(cur[ext][k] / base[ext][k], 3)
+              for k in ("encode_mux_ms", "cpu_ms_per_frame", "mux_only_us_per_frame", "kbps")}
         for ext in ("mkv", "mp4")
     }
     result.update(machine=machine(), versions=versions(), commit=git_commit())
@@ -153,7 +196,8 @@ def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.crash_safety", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.crash_safety",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300, help="frames per throughput run (default 300)")
     parser.add_argument("--fps", type=float, default=30.0)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from kernels.provenance import provenance
-from realtime.benchmarks.frames import load_frames, percentile
+from realtime.benchmarks.common import load_frames, percentile
 from realtime.pipeline import FrameStats, Pipeline, PipelineConfig
 from realtime.sources import open_source
 from realtime.stylizer import compare_cpu_engines, cpu_threads, engine_cache_key, save_engine_choice
@@ -89,6 +89,9 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     intervals = np.diff(done) * 1000
     result["fps_median"] = round(1000.0 / float(np.median(intervals)), 2)
     result["fps_mean"] = round((len(done) - 1) / (done[-1] - done[0]), 2)
+    gpu = [s.gpu_ms for s in stats if s.gpu_ms]
+    if gpu:  # the device path on CUDA: medians of the CUDA-event spans per stage
+        result["gpu_stages_ms"] = {k: round(float(np.median([g[k] for g in gpu])), 4) for k in gpu[0]}
     result["stages_ms"] = _stage_medians(stats)
     result["stages_ms_p95"] = {k: percentile([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
 

@@ -8,7 +8,6 @@ returning) for a waiting consumer. The clip is a synthetic H.264 scene written t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +16,8 @@ from typing import Any
 import cv2
 
 from kernels.provenance import provenance
-from realtime.benchmarks.frames import percentile, synthetic_frames
-from realtime.errors import InputError
+from realtime.benchmarks.common import emit_json, percentile, size_arg, synthetic_frames
 from realtime.sinks import Recorder
-from realtime.sizes import parse_size
 from realtime.sources import now, open_source
 
 
@@ -93,18 +90,11 @@ def bench_sources(size: tuple[int, int] = (640, 480), frames: int = 300, fps: fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.sources", description="Benchmark frame sources.")
-    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
+    parser.add_argument("--size", type=size_arg, default="640x480", help="WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
-    try:
-        w, h = parse_size(args.size)
-    except InputError as exc:
-        parser.error(str(exc))
-    text = json.dumps(bench_sources((w, h), args.frames), indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(bench_sources(args.size, args.frames), args.json)
     return 0
 
 

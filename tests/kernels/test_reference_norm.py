@@ -9,15 +9,25 @@ from kernels.errors import KernelInputError
 from tests.kernels._helpers import assert_close
 
 
-def test_matches_student_reference_op():
-    from realtime.student import StyleNormFn
+def test_student_op_is_the_reference_and_matches_the_spec():
+    # norm_rows (F.instance_norm, what every student layer runs) against cond_instance_norm's own statistics.
+    from realtime import student
 
+    assert student._norm_impl is ref.norm_rows
     x = torch.randn(2, 5, 9, 7)
     g, b = torch.randn(2, 5), torch.randn(2, 5)
     res = torch.randn(2, 5, 9, 7)
     for act in ("relu", "leaky", None):
-        assert_close(ref.norm_rows(x, g, b, act, res, 1e-5), StyleNormFn.reference(x, g, b, act, res, 1e-5),
-                     1e-5, 1e-5, name=f"act={act}")
+        want = ref.cond_instance_norm(x, g, b, None, act, res)
+        assert_close(ref.norm_rows(x, g, b, act, res, 1e-5), want, 1e-5, 1e-5, name=f"act={act}")
+        half = ref.norm_rows(x.half(), g.half(), b.half(), act, res.half(), 1e-5)
+        assert half.dtype == torch.float16
+        assert_close(half, ref.cond_instance_norm(x.half(), g.half(), b.half(), None, act, res.half()),
+                     2e-3, 2e-3, name=f"fp16 act={act}")
+    x = torch.tensor([[[[1.0, -1.0], [-1.0, 1.0]]]])  # mean 0, variance 1: normalising keeps it
+    s = ref.LEAKY_SLOPE
+    assert_close(ref.norm_rows(x, torch.ones(1, 1), torch.zeros(1, 1), "leaky", None, 0.0),
+                 torch.tensor([[[[1.0, -s], [-s, 1.0]]]]), 1e-5, 1e-5, name="leaky slope")
 
 
 def test_index_and_weights_select_rows():

@@ -75,13 +75,11 @@ def test_one_hot_weights_equal_index():
 
 
 def test_per_sample_rows_adapter_matches_student_reference():
-    from realtime.student import StyleNormFn
-
     x = torch.randn(2, 6, 10, 7)
     gr, br = torch.randn(2, 6), torch.randn(2, 6)
     res = torch.randn(2, 6, 10, 7)
     got = tn.norm_rows(x, gr, br, None, res, 1e-5)
-    assert_close(got, StyleNormFn.reference(x, gr, br, None, res, 1e-5), 2e-5, 2e-5, name="adapter")
+    assert_close(got, ref.norm_rows(x, gr, br, None, res, 1e-5), 2e-5, 2e-5, name="adapter")
 
 
 def test_non_contiguous_inputs():

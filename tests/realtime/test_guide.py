@@ -144,8 +144,8 @@ def test_a_teacher_answering_nan_falls_back_to_the_default_map(tmp_path):
 
 # ---- the live guide thread --------------------------------------------------------------------------
 
-def _spec(**kw) -> GuideSpec:
-    return parse_guide(_guide({"path": "unused"}, **kw), "test")
+def _spec(teacher=None, **kw) -> GuideSpec:
+    return parse_guide(_guide(teacher or {"path": "unused"}, **kw), "test")
 
 
 def test_worker_start_fit_and_stop():
@@ -322,3 +322,43 @@ def test_a_guide_on_a_student_style_steers_it_towards_the_teacher(tmp_path, appl
     assert not np.array_equal(plain, guided)
     if apply_to == "student":  # the map is fitted from the student's output to the teacher's
         assert np.abs(guided.astype(int) - want).mean() < np.abs(plain.astype(int) - want).mean()
+
+
+def test_stopping_during_a_teacher_download_ends_it():
+    started = threading.Event()
+
+    def downloading(spec, pack_dir, progress=None):
+        started.set()
+        for i in range(10_000):
+            progress(i, 10_000)  # raises once the worker is asked to stop
+            time.sleep(0.01)
+        raise AssertionError("the download was not cancelled")
+
+    states = []
+    w = GuideWorker("p/s", _spec(teacher={"package": "p", "version": "1", "file": "f", "sha256": "0" * 64}),
+                    resolver=downloading, on_status=lambda s: states.append(s.state)).start()
+    assert started.wait(20)
+    w.stop()
+    assert not w.alive and "default" not in states and "fetching" in states
+
+
+def test_cross_fade_between_a_student_style_and_a_guided_style(tmp_path):
+    from tests.helpers import make_pack
+
+    stu = make_pack(tmp_path / "packs" / "stu", styles=("a",), seed=1)
+    _pack(tmp_path / "packs", _teacher_file(tmp_path))
+    now = [0.0]
+    cfg = PipelineConfig(styles_dirs=[str(tmp_path / "packs")], include_user_styles=False,
+                         include_shipped_styles=False, segmentation=False, backend="cpu", cpu_engine="eager",
+                         crossfade_ms=1000, guide="keyframes", style="stu/a")
+    f = _frame(5)
+    with Pipeline(cfg) as p:
+        p.stylizer.clock = lambda: now[0]
+        a = p.process(f)[0].astype(int)
+        p.set_style("guided/look")
+        now[0] = 0.5  # half way (smoothstep 0.5)
+        mid = p.process(f)[0].astype(int)
+        now[0] = 2.0
+        b = p.process(f)[0].astype(int)
+    assert stu.exists() and np.abs(b - apply_map(LOOK, f).astype(int)).max() <= 3
+    assert np.abs(mid - (a + b) / 2).max() <= 2

@@ -571,3 +571,22 @@ def test_recorder_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFi
     assert {"machine", "versions", "commit"} <= result.keys()
     with pytest.raises(SystemExit):
         _main(["--size", "64by48"])
+
+
+def test_crash_safety_benchmark_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from realtime.benchmarks.crash_safety import main
+
+    out = tmp_path / "crash.json"
+    assert main(["--size", "64x48", "--frames", "12", "--reps", "1", "--json", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == json.loads(out.read_text())
+    for name in ("baseline", "current"):
+        for ext in ("mkv", "mp4"):
+            row = result["settings"][name][ext]
+            assert row["encode_mux_ms"] > 0 and row["kbps"] > 0 and row["worst_lag_frames"] >= 0
+    assert result["settings"]["current"]["mkv"]["file_exists_but_does_not_open"] == 0
+    assert set(result["ratio_current_to_baseline"]["mp4"]) == {"encode_mux_ms", "cpu_ms_per_frame",
+                                                                "mux_only_us_per_frame", "kbps"}
+    assert {"machine", "versions", "commit"} <= result.keys()

@@ -226,9 +226,11 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, grade_teacher):
                 "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("stylecam: error: --data") and "broken.jpg" in err[-1] and "1 unreadable" in err[-1]
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty OUT/run/ behind
     assert cli(["distill", "--teacher", str(tmp_path / "nope.pth"), "--data", "skimage:", "--out",
                 str(tmp_path / "o"), "--steps", "1"]) == 2
     assert "nope.pth: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     assert cli(["distill", "--teacher", str(grade_teacher), "--style", "a:colour=red", "--data", "skimage:",
                 "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
@@ -249,7 +251,16 @@ def test_evaluate_cli_rewrites_metrics(distilled, grade_teacher, capsys, tmp_pat
     res = json.loads(capsys.readouterr().out)
     m = load_pack(pack).styles[0].metrics
     assert m["fidelity_gain"] == res["grade"]["fidelity_gain"] > 0.3
+    assert m["fidelity_gain_min"] <= m["fidelity_gain"] or len(m["per_picture"]) == 1
+    assert m["eval"]["output"] == "640x480" and m["eval"]["set"] == "custom"
     assert m["ewarp_teacher"] > 0 and m["gmacs_640x480"] > 0
+    before = (pack / "pack.json").read_text()
+    assert cli(["evaluate", str(pack), "--teacher", str(grade_teacher), "--data", "skimage:camera",
+                "--internal-size", "640x480"]) == 0
+    assert json.loads(capsys.readouterr().out)["grade"]["eval"]["internal"] == "640x480"
+    assert (pack / "pack.json").read_text() == before  # a size the pack does not run at is never recorded
+    assert cli(["evaluate", str(pack), "--teacher", str(grade_teacher), "--internal-size", "big"]) == 2
+    assert "--internal-size big: expected WIDTHxHEIGHT" in capsys.readouterr().err
 
 
 def test_feature_matching_and_adversarial_with_cyclegan_teacher(tmp_path):

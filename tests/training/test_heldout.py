@@ -158,3 +158,17 @@ def test_pipeline_renderer_is_the_render_path(tmp_path: Path):
     full = heldout.score_pack(pack, {"beta": teacher}, frames=[("camera", frame)], internal_size=(640, 480))
     assert full["beta"]["eval"]["internal"] == "640x480"
     assert full["beta"]["fidelity_gain"] < 1.0
+
+
+def test_motion_clips_move_by_their_known_motion():
+    from training.evaluate import ewarp
+
+    pic = heldout.load(OFFLINE[:1])[0][1]
+    (name, frames, motions), = heldout.motion_clips([("camera", pic)], clip_len=3, size=(160, 120), noise=0.0)
+    assert name == "camera~motion" and len(frames) == 3 and frames[0].shape == (120, 160, 3)
+    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in frames])
+    exact = ewarp(x, motions)
+    wrong = ewarp(x, motions.flip(0) * torch.tensor([[1.0, 1.0, -1.0]]))  # other shifts
+    assert exact < 0.2 * wrong
+    again = heldout.motion_clips([("camera", pic)], clip_len=3, size=(160, 120), noise=0.0)[0]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again[1])) and torch.equal(motions, again[2])

@@ -21,6 +21,7 @@ from training.recipes import build as builder
 from training.recipes.fetch import FetchError, fetch_data_file, fetch_teacher
 from training.recipes.recipe import PackageFile, TeacherSource
 from training.recipes.sources import resolve_sources
+from training.heldout import acceptance_metrics
 from training.recipes.targets import style_failures, subset_pack
 
 TARGETS = {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5}
@@ -52,7 +53,8 @@ def test_shipped_recipes_parse_and_fit_the_hotkeys():
     total = sum(len(r.styles) for r in recipes)
     assert total >= 12
     for r in recipes:
-        assert r.targets["fidelity_gain_min"] >= 0.8 and r.targets["ewarp_ratio_max"] <= 0.5
+        # a guided style's output is steadier than its teacher, not twice as steady as a student must be
+        assert r.targets["fidelity_gain_min"] >= 0.8 and r.targets["ewarp_ratio_max"] <= (1.0 if r.guide else 0.5)
         assert r.targets["pack_mb_max"] <= 20
         assert not set(r.train_data) & set(r.held_out)
         for t in r.teachers.values():
@@ -75,7 +77,8 @@ def test_shipped_packs_meet_their_recipes_targets_and_render():
         assert pack.order == r.order  # hotkeys follow the recipes' order
         assert "/root/" not in (d / "pack.json").read_text() and "/home/" not in (d / "pack.json").read_text()
         for st in pack.styles:
-            assert style_failures(st.metrics, r.targets) == [], (d.name, st.id)
+            assert "selection" in st.metrics and st.metrics["eval"]["output"] == "640x480", (d.name, st.id)
+            assert style_failures(acceptance_metrics(st.metrics), r.targets) == [], (d.name, st.id)
             assert st.teacher["license"] and (d / f"previews/{st.id}.jpg").is_file()
         net = pack.build()
         x = torch.rand(1, 3, 48, 64)
@@ -328,6 +331,21 @@ def _recipe_for(tmp_path: Path, n: int, min_styles: int):
     d = _recipe_dict(styles=[{"id": f"s{i}", "name": f"S{i}", "teacher": "t"} for i in range(n)],
                      min_styles=min_styles)
     return load_recipe(_write(tmp_path, d))
+
+
+def test_acceptance_is_on_the_selection_set_and_the_worst_picture_can_be_a_target(tmp_path):
+    m = {**GOOD, "fidelity_gain": 0.6, "fidelity_gain_min": 0.5,  # the reporting set: quoted, not chosen on
+         "selection": {"fidelity_gain": 0.85, "fidelity_gain_min": 0.7, "ewarp_student": 0.001,
+                       "ewarp_teacher": 0.004, "per_picture": {"a": 0.7}}}
+    assert style_failures(acceptance_metrics(m), TARGETS) == []
+    assert style_failures(acceptance_metrics(m), {**TARGETS, "fidelity_gain_picture_min": 0.75}) == [
+        "fidelity_gain_min 0.700 (worst picture) < target 0.75"]
+    low = {**m, "selection": {**m["selection"], "fidelity_gain": 0.79}}
+    assert style_failures(acceptance_metrics(low), TARGETS) == ["fidelity_gain 0.790 < target 0.8"]
+    assert acceptance_metrics(GOOD) == GOOD  # metrics without a selection part are taken as they are
+    work = _fake_pack(tmp_path / "work", [m, low])
+    keep, refused = builder.decide(work, _recipe_for(tmp_path, 2, 1))
+    assert keep == ["s0"] and refused["s1"] == ["fidelity_gain 0.790 < target 0.8"]
 
 
 def test_decide_refuses_styles_that_miss(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import av
@@ -149,6 +150,31 @@ def test_closing_mid_recording_leaves_a_playable_file(qtbot, pack_dir, clip, set
     assert len(decode(path)) >= 5
 
 
+def test_disk_full_while_recording_says_once_what_was_saved(qtbot, window, monkeypatch, caplog):
+    import logging
+
+    from realtime.sinks import Recorder
+    from tests.realtime.test_sinks import small_disk
+    from ui import worker
+
+    # The disk fills up as the first frames are written out, at R; the 512 KiB held back is room to finish.
+    monkeypatch.setattr(worker, "_new_recorder", lambda path, w, h, fps: Recorder(
+        path, w, h, fps, opener=small_disk(512 * 1024 + 4_000, reserve=512 * 1024)))
+    with caplog.at_level(logging.INFO):
+        press(qtbot, window, Qt.Key.Key_R)
+        qtbot.waitUntil(lambda: window.recording_path is not None, timeout=15_000)
+        start = window.worker.frames_processed
+        qtbot.waitUntil(lambda: window.worker.frames_processed >= start + 4, timeout=20_000)
+        press(qtbot, window, Qt.Key.Key_R)
+        qtbot.waitUntil(lambda: window.last_recording is not None, timeout=15_000)
+    notice = window.view.notice
+    assert window.view.notice_is_error and not window.record_button.isChecked()
+    saved = int(re.search(r"the first (\d+) frames \(", notice).group(1))
+    assert len(decode(Path(window.last_recording))) == saved > 0, "the window says what the file holds"
+    assert window.last_file_label.text().startswith(f"Saved {Path(window.last_recording).name} ({saved} frames")
+    assert sum("disk is full" in r.getMessage() for r in caplog.records) == 1, "reported once"
+
+
 def test_help_overlay_pause_strength_and_fullscreen(qtbot, window):
     press(qtbot, window, Qt.Key.Key_H)
     assert window.view.help_visible
@@ -222,6 +248,22 @@ def test_no_camera_plays_the_demo_clip_with_a_notice(qtbot, pack_dir, clip, sett
     win = open_window(qtbot, pack_dir, clip, settings_path, tmp_path, source=SourceRequest(None))
     assert "demo clip" in win.view.notice and "No camera" in win.view.notice
     assert "demo clip" in win.cameras.current.text()
+    close(qtbot, win)
+
+
+def test_an_unreadable_file_plays_the_demo_clip_and_says_why(qtbot, pack_dir, clip, settings_path, tmp_path,
+                                                              monkeypatch):
+    from ui import worker
+
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n" * 50)
+    monkeypatch.setattr(worker, "_demo_clip", lambda: clip)
+    win = open_window(qtbot, pack_dir, clip, settings_path, tmp_path, source=SourceRequest(str(text)))
+    notice = win.view.notice
+    assert str(text) in notice and "is not a video or image" in notice, notice  # the error, in the window
+    assert "demo clip" in notice and "demo clip" in win.cameras.current.text()
+    qtbot.waitUntil(lambda: win.fps_label.text().endswith(" fps") and win.fps_label.text() != "— fps",
+                    timeout=15_000)
     close(qtbot, win)
 
 

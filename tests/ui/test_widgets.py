@@ -89,3 +89,13 @@ def test_every_hotkey_is_a_valid_key_sequence_and_listed_in_help():
     rows = dict(help_rows())
     for needed in ("R", "S", "B", "F", "M", "V", "Space", "Esc", "Ctrl+Q", "H or ?"):
         assert needed in rows
+
+
+def test_tooltip_shows_the_worst_picture_not_the_per_picture_table(pack_dir):
+    reg = StyleRegistry([pack_dir], include_user=False, include_shipped=False)
+    style = reg.styles[0]
+    style.metrics = {"fidelity_gain": 0.81, "fidelity_gain_min": 0.7, "fidelity_gain_min_picture": "clock",
+                     "per_picture": {"clock": 0.7, "faust": 0.9}, "selection": {"fidelity_gain": 0.83}}
+    tip = style_tooltip(style)
+    assert "Fidelity to teacher: 0.81" in tip and "Fidelity on the worst picture: 0.70" in tip
+    assert "Worst picture: clock" in tip and "faust" not in tip and "selection" not in tip

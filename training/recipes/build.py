@@ -6,10 +6,13 @@ For each recipe (``training/recipes/*.json``, or ``--only NAME``):
    teacher that cannot be fetched stops the build before any shipped pack is touched;
 2. distil one student with one CIN row per style (``training.distill``), in the cache's work folder
    (an unfinished run there with the same settings is resumed, a finished one reused);
-3. evaluate every style against its teacher on the recipe's held-out portraits and known-motion
-   clips made from them (``training.evaluate``), writing the metrics into ``pack.json``;
-4. check each style against the recipe's targets; styles that miss are left out, saying which metric
-   and by how much; if fewer than ``min_styles`` pass, the shipped pack stays as it is;
+3. evaluate every style against its teacher on the held-out sets of :mod:`training.heldout` as the
+   user sees it (the 640×480 output of the render path against the teacher at 640×480), writing the
+   metrics into ``pack.json``: the *reporting* set's at the top level (what the README quotes), the
+   *selection* set's under ``"selection"``;
+4. check each style's selection-set metrics against the recipe's targets; styles that miss are left
+   out, saying which metric and by how much; if fewer than ``min_styles`` pass, the shipped pack
+   stays as it is;
 5. write the new pack beside the shipped one and swap it in with renames; then check the size of
    all shipped packs together and render the teacher-vs-student gallery.
 
@@ -127,8 +130,11 @@ def run_distill(cfg) -> Path:
 
 def evaluate_held_out(pack_dir: Path, recipe: Recipe, teacher_paths: dict[str, Path], held: list[str],
                       cache: Path) -> dict[str, dict]:
-    """Evaluate every style on the held-out portraits; the metrics go into the pack's ``pack.json``."""
-    from training.evaluate import evaluate_pack
+    """Evaluate every style on the held-out sets (:mod:`training.heldout`); the metrics go into ``pack.json``.
+
+    ``held`` (the recipe's own held-out portraits, which previews show) is not scored on.
+    """
+    from training.heldout import evaluate_pack
     from training.teachers import load_teacher
 
     teachers = {}
@@ -139,19 +145,19 @@ def evaluate_held_out(pack_dir: Path, recipe: Recipe, teacher_paths: dict[str, P
         if key not in loaded:
             loaded[key] = load_teacher(teacher_paths[s["teacher"]], **opts)
         teachers[s["id"]] = loaded[key]
-    n = max(1, len(held))
-    res = evaluate_pack(pack_dir, teachers, held, write=True, max_frames=max(4, n), clips=max(2, n),
-                        clip_len=6, held_out_only=False, cache=cache / "eval-teacher-outputs")
-    return res
+    return evaluate_pack(pack_dir, teachers, cache_dir=cache, teacher_cache=cache / "eval-teacher-outputs",
+                         write=True, speed=True, log=lambda line: print(f"[{recipe.name}] {line}", flush=True))
 
 
 def decide(pack_dir: Path, recipe: Recipe) -> tuple[list[str], dict[str, list[str]]]:
-    """Which styles meet the recipe's targets (recipe order), and why the others do not."""
+    """Which styles meet the recipe's targets on the selection set (recipe order), and why the others do not."""
+    from training.heldout import acceptance_metrics
+
     meta = json.loads((pack_dir / "pack.json").read_text())
     by_id = {s["id"]: s for s in meta["styles"]}
     keep, refused = [], {}
     for s in recipe.styles:
-        why = style_failures(by_id.get(s["id"], {}).get("metrics", {}), recipe.targets)
+        why = style_failures(acceptance_metrics(by_id.get(s["id"], {}).get("metrics", {})), recipe.targets)
         if why:
             refused[s["id"]] = why
         else:
@@ -169,11 +175,21 @@ def provenance(recipe: Recipe, refused: dict[str, list[str]]) -> dict:
                          "license": t.license, "source": t.source} for k, t in recipe.teachers.items()},
         "data": {"train": recipe.train_data, "held_out": recipe.held_out, "licenses": recipe.data_licenses},
         "targets": recipe.targets,
-        "evaluated_on": "held-out portraits: " + ", ".join(recipe.held_out),
+        "evaluated_on": evaluated_on(),
         "built_from": f"training/recipes/{recipe.path.name}",
         "refused_styles": refused,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def evaluated_on() -> str:
+    """What ``pack.json``'s metrics were measured on, in words."""
+    from training.heldout import REPORTING, SELECTION
+
+    return ("the output as rendered (stylecam render --preset all --no-segmentation), 640x480, against the teacher "
+            "at 640x480; metrics: the reporting set (" + ", ".join(p.name for p in REPORTING) + "); "
+            "'selection': the set styles were accepted on (" + ", ".join(p.name for p in SELECTION) + "); "
+            "see training/heldout.py")
 
 
 def portrait(recipe: Recipe, cache: Path) -> np.ndarray:
@@ -333,18 +349,21 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     ok = True
     for r in todo:
         t0 = time.time()
-        print(f"[{r.name}] distilling {len(r.styles)} style(s)", flush=True)
         train = resolve_sources(r.train_data, cache, materialise=True, fetched=data_paths[r.name])
         held = resolve_sources(r.held_out, cache, fetched=data_paths[r.name])
         work = cache / "build" / r.name / "pack"
+        if r.guide is not None and not r.guide["student"]:
+            ok = build_guided(r, teacher_paths[r.name], train, held, work, cache, styles_root) and ok
+            continue
+        print(f"[{r.name}] distilling {len(r.styles)} style(s)", flush=True)
         cfg = distill_config(r, teacher_paths[r.name], train, work, minutes, held)
         run_distill(cfg)
-        print(f"[{r.name}] evaluating on held-out portraits: {', '.join(r.held_out)}", flush=True)
+        print(f"[{r.name}] evaluating at 640x480 on the held-out selection and reporting sets", flush=True)
         res = evaluate_held_out(work, r, teacher_paths[r.name], held, cache)
         for sid, m in res.items():
-            print(f"[{r.name}] {sid}: fidelity_gain {m['fidelity_gain']:.3f}, ewarp student/teacher "
-                  f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}, PSNR {m['psnr_vs_teacher']:.2f} dB, "
-                  f"{m['gmacs_640x480']:.3f} GMACs, {m['cpu_ms_640x480']:.1f} ms", flush=True)
+            print(f"[{r.name}] {sid}: PSNR {m.get('psnr_vs_teacher', float('nan')):.2f} dB (reporting), "
+                  f"{m.get('gmacs_640x480', float('nan')):.3f} GMACs, {m.get('cpu_ms_640x480', float('nan')):.1f} ms",
+                  flush=True)
         sheet = render_gallery([(r, work)], teacher_paths, cache, work.parent / "teacher-vs-student.jpg")
         print(f"[{r.name}] teacher | student on a held-out portrait: {sheet}", flush=True)
         keep, refused = decide(work, r)
@@ -372,6 +391,41 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     total = sum(dir_bytes(p) for p in styles_root.iterdir() if p.is_dir()) if styles_root.exists() else 0
     print(f"shipped style assets: {total / 2 ** 20:.2f} MB", flush=True)
     return 0 if ok else 1
+
+
+def build_guided(r: Recipe, teacher_paths: dict[str, Path], train: list[str], held: list[str], work: Path,
+                 cache: Path, styles_root: Path) -> bool:
+    """A recipe of guided styles without a student: default maps, scoring as live, refusal rule, ship."""
+    from training import guided
+
+    t0 = time.time()
+    guided.build_guided_pack(r, teacher_paths, train, work, progress=lambda m: print(m, flush=True))
+    res = guided.evaluate_guided_recipe(work, r, teacher_paths, cache, progress=lambda m: print(m, flush=True))
+    for sid, got in res.items():
+        for which, m in got.items():
+            print(f"[{r.name}] {sid} ({which}): fidelity_gain {m['fidelity_gain']:.3f} pooled, worst picture "
+                  f"{m['fidelity_gain_min']:.3f} ({m['fidelity_gain_min_picture']}), ewarp output/teacher "
+                  f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}", flush=True)
+    keep, refused = guided.decide_on_selection(work, r)
+    for sid, why in refused.items():
+        print(f"[{r.name}] refused {sid}: {'; '.join(why)}", flush=True)
+    if len(keep) < r.min_styles:
+        print(f"[{r.name}] only {len(keep)} of {len(r.styles)} styles meet the targets (need {r.min_styles}); "
+              f"the shipped pack {r.pack_dir} is unchanged", flush=True)
+        return False
+    dest = styles_root / Path(r.pack_dir).name
+    tmp = dest.with_name(f".build-{dest.name}-{os.getpid()}")
+    try:
+        extra = provenance(r, refused)
+        extra["evaluated_on"] = "guided as live on the held-out reporting set (see training/guided.py)"
+        guided.write_guided_pack_subset(work, keep, tmp, extra, portrait(r, cache), teacher_cache=cache)
+        swap_in(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    print(f"[{r.name}] shipped {len(keep)} guided style(s) to {dest} in {(time.time() - t0) / 60:.1f} min",
+          flush=True)
+    return not refused
 
 
 def main(argv: list[str] | None = None) -> int:

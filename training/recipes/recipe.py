@@ -14,7 +14,13 @@ A recipe is plain JSON::
               "licenses": {"skimage": "...", ...}},
      "distill": {"arch": "cin-resnet-sc", "width": 16, "minutes": 30},
      "targets": {"fidelity_gain_min": 0.8, "ewarp_ratio_max": 0.5, "gmacs_640x480_max": 0.5},
-     "min_styles": 1}
+     "min_styles": 1,
+     "guide": {"keyframe": [160, 120], "cadence_ms": 500, "blend": 0.5, "apply_to": "input",
+               "student": false}}                 # optional: guided styles (see realtime.guide)
+
+A recipe with ``guide`` builds guided styles: each style's teacher steers a colour map at run time,
+and the pack stores a default map fitted on the training photos. With ``"student": false`` no student
+is distilled: the pack holds the maps alone and is evaluated as it runs live (``training.guided``).
 
 Recipes that share a teacher, training data or settings say so with ``"extends": "base/FILE.json"``
 (a path relative to the file that names it): the recipe is laid over that file, objects merging key
@@ -45,7 +51,10 @@ DISTILL_KEYS = {"arch", "width", "minutes", "steps", "batch", "crop", "lr", "fra
                 "gray", "tone", "collage", "teacher_precision", "precision", "initial_views", "ema", "warmup",
                 "weight_decay", "teacher_share"}
 #: what ``targets`` may hold.
-TARGET_KEYS = {"fidelity_gain_min", "ewarp_ratio_max", "gmacs_640x480_max", "pack_mb_max"}
+TARGET_KEYS = {"fidelity_gain_min", "fidelity_gain_picture_min", "ewarp_ratio_max", "gmacs_640x480_max",
+               "pack_mb_max"}
+#: what ``guide`` may hold (the pack's guide entry, less teacher and default map, plus ``student``).
+GUIDE_KEYS = {"keyframe", "cadence_ms", "map", "blend", "apply_to", "student"}
 
 
 class RecipeError(InputError):
@@ -100,6 +109,7 @@ class Recipe:
     min_styles: int
     order: int = 0
     raw: dict = field(default_factory=dict)
+    guide: dict | None = None  # guided styles: the pack's guide settings plus "student" (bool)
 
 
 def _need(d: dict, key: str, kind: type, where: str):
@@ -226,11 +236,33 @@ def load_recipe(path: str | Path) -> Recipe:
     if isinstance(order, bool) or not isinstance(order, int):
         raise RecipeError(f"{where}: 'order' must be an integer (where the pack's styles fall among the hotkeys), "
                           f"got {order!r}")
+    guide = raw.get("guide")
+    if guide is not None:
+        guide = _guide(guide, where)
     return Recipe(path=path, name=name, description=str(raw.get("description", "")), pack_dir=pack_dir,
                   teachers=teachers, styles=styles, train_data=list(train), held_out=list(held),
                   data_licenses=dict(data.get("licenses") or {}), data_files=data_files, distill=distill,
                   targets={k: float(v) for k, v in targets.items()}, min_styles=min_styles,
-                  order=order, raw=raw)
+                  order=order, raw=raw, guide=guide)
+
+
+def _guide(g, where: str) -> dict:
+    """The recipe's ``guide`` checked as a pack would check it (a placeholder teacher and map)."""
+    from realtime.guide import parse_guide
+
+    if not isinstance(g, dict) or set(g) - GUIDE_KEYS:
+        raise RecipeError(f"{where}: guide must be an object with keys from {sorted(GUIDE_KEYS)}")
+    student = g.get("student", False)
+    if not isinstance(student, bool):
+        raise RecipeError(f"{where}: guide.student must be true or false")
+    probe = {k: v for k, v in g.items() if k != "student"}
+    try:
+        spec = parse_guide({**probe, "teacher": {"path": "teacher"}, "default_map": [[0, 0, 0]] * 10}, where)
+    except InputError as e:
+        raise RecipeError(str(e)) from None
+    out = spec.to_json(with_map=False)
+    out.pop("teacher")
+    return {**out, "student": student}
 
 
 def recipe_paths(directory: str | Path = RECIPES_DIR) -> list[Path]:

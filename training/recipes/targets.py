@@ -14,7 +14,8 @@ from realtime.student import StudentNet, is_style_bank
 def style_failures(metrics: dict, targets: dict[str, float]) -> list[str]:
     """Why a style's metrics miss ``targets`` (empty when it meets them all).
 
-    Targets: ``fidelity_gain_min`` (fidelity_gain ≥ it), ``ewarp_ratio_max`` (ewarp_student ≤ it ×
+    Targets: ``fidelity_gain_min`` (fidelity_gain ≥ it), ``fidelity_gain_picture_min`` (the worst
+    picture's fidelity_gain, metric ``fidelity_gain_min``, ≥ it), ``ewarp_ratio_max`` (ewarp_student ≤ it ×
     ewarp_teacher), ``gmacs_640x480_max``. A metric that is missing counts as a miss.
     """
     why: list[str] = []
@@ -29,6 +30,13 @@ def style_failures(metrics: dict, targets: dict[str, float]) -> list[str]:
             why.append("fidelity_gain was not measured")
         elif v < t:
             why.append(f"fidelity_gain {v:.3f} < target {t:g}")
+    if "fidelity_gain_picture_min" in targets:
+        v, t = get("fidelity_gain_min"), targets["fidelity_gain_picture_min"]
+        if v is None:
+            why.append("the per-picture fidelity_gain_min was not measured")
+        elif v < t:
+            why.append(f"fidelity_gain_min {v:.3f} (worst picture, {metrics.get('fidelity_gain_min_picture')}) "
+                       f"< target {t:g}")
     if "ewarp_ratio_max" in targets:
         s, te, r = get("ewarp_student"), get("ewarp_teacher"), targets["ewarp_ratio_max"]
         if s is None or te is None:

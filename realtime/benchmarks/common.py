@@ -1,10 +1,17 @@
-"""Frames the benchmarks run on, decoded once into memory, and their small statistics helpers."""
+"""What the benchmarks share: frames decoded once into memory, percentiles, and JSON output."""
 
 from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from realtime.errors import InputError
+from realtime.sizes import parse_size
 from realtime.sources import open_source
 
 
@@ -49,3 +56,19 @@ def bench_frames(source: str | None, size: tuple[int, int], n: int) -> list[np.n
 def percentile(xs: list[float], q: float) -> float | None:
     """The ``q``-th percentile of ``xs`` rounded to 3 decimals, ``None`` for no samples."""
     return round(float(np.percentile(xs, q)), 3) if xs else None
+
+
+def emit_json(result: dict[str, Any], path: str | Path | None) -> None:
+    """Print ``result`` as indented JSON and, when ``path`` is given, also write it there."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``argparse`` type for a ``WxH`` size: ``(w, h)``, or a usage error naming what was expected."""
+    try:
+        return parse_size(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
