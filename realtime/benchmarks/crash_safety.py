@@ -29,7 +29,7 @@ import av
 import cv2
 import numpy as np
 
-from realtime.bench import git_commit, machine, versions
+from kernels.provenance import provenance
 from realtime.errors import InputError
 from realtime.sinks import (
     CONTAINERS,
@@ -191,7 +191,7 @@ def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fp
               for k in ("encode_mux_ms", "cpu_ms_per_frame", "mux_only_us_per_frame", "kbps")}
         for ext in ("mkv", "mp4")
     }
-    result.update(machine=machine(), versions=versions(), commit=git_commit())
+    result.update(provenance())
     return result
 
 
