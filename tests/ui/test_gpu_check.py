@@ -322,7 +322,7 @@ def fp16_result(tmp_path_factory):
     result = gc.fp16_fidelity("cpu", size=(64, 48), styles_dirs=[str(packs)], include_shipped=False)
     # the process is left as it was: TF32 settings and the student's norm op
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == flags
-    assert student._norm_impl is student.StyleNormFn.reference
+    assert student._norm_impl is student.norm_rows
     return result
 
 
