@@ -59,7 +59,12 @@ def imports_of(module: str, source: str, is_package: bool, known: Iterable[str])
     known = set(known)
     base = module.split(".") if is_package else module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block)
+                 for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:  # annotations only: no import at run time, so no dependency
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -71,6 +76,15 @@ def imports_of(module: str, source: str, is_package: bool, known: Iterable[str])
             subs = {f"{target}.{alias.name}" for alias in node.names} & known
             found.update(subs or {target})
     return found
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` / ``if typing.TYPE_CHECKING:``."""
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
 
 
 def import_graph(sources: Mapping[str, str]) -> dict[str, set[str]]:
@@ -215,6 +229,15 @@ def test_checker_catches_a_broken_rule(module: str, source: str, message: str) -
     sources[module] = source
     found = violations(sources)
     assert any(message in line for line in found), found
+
+
+def test_type_checking_imports_are_no_dependency() -> None:
+    sources = {"realtime": "", "realtime.sinks": "from realtime import sources\n",
+               "realtime.sources": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from realtime import sinks\n"}
+    assert violations(sources) == []
+    sources["realtime.sources"] += "else:\n    from realtime import sinks\n"
+    assert violations(sources) == ["import cycle: realtime.sinks ↔ realtime.sources"]
 
 
 def test_checker_names_both_ends_of_a_cycle() -> None:
