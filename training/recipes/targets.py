@@ -35,7 +35,8 @@ def style_failures(metrics: dict, targets: dict[str, float]) -> list[str]:
         if v is None:
             why.append("the per-picture fidelity_gain_min was not measured")
         elif v < t:
-            why.append(f"fidelity_gain_min {v:.3f} (worst picture, {metrics.get('fidelity_gain_min_picture')}) "
+            name = metrics.get("fidelity_gain_min_picture")
+            why.append(f"fidelity_gain_min {v:.3f} (worst picture{', ' + str(name) if name else ''}) "
                        f"< target {t:g}")
     if "ewarp_ratio_max" in targets:
         s, te, r = get("ewarp_student"), get("ewarp_teacher"), targets["ewarp_ratio_max"]
