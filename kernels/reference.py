@@ -101,7 +101,7 @@ def cond_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         mean = momentum * stats_state[0] + (1.0 - momentum) * mean
         var = momentum * stats_state[1] + (1.0 - momentum) * var
     y = (xf - mean[:, :, None, None]) * torch.rsqrt(var + eps)[:, :, None, None]
-    y = _affine_act_residual(y, g, b, act, residual).to(x.dtype)
+    y = _affine_act_residual(y, g, b, act, residual.float() if residual is not None else None).to(x.dtype)
     if momentum is not None:
         return y, (mean, var)
     return y
@@ -119,26 +119,27 @@ def norm_rows(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, act: str
     Shape:
         x, residual, y: ``[N, C, H, W]``; gamma, beta: ``[N, C]``.
     """
-    y = F.instance_norm(_f32(x), eps=eps)
-    y = _affine_act_residual(y, _f32(gamma), _f32(beta), act, residual)
-    return y if y.dtype == x.dtype else y.to(x.dtype)
+    if x.dtype != torch.float32:
+        res32 = residual.float() if residual is not None else None
+        return norm_rows(x.float(), gamma.float(), beta.float(), act, res32, eps).to(x.dtype)
+    return _affine_act_residual(F.instance_norm(x, eps=eps), _f32(gamma), _f32(beta), act, residual)
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as float32, without a copy (or a traced cast) when it already is."""
+    """``t`` as float32, without a traced cast when it already is (the ONNX export stays cast-free)."""
     return t if t.dtype == torch.float32 else t.float()
 
 
 def _affine_act_residual(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, act: str | None,
                          residual: torch.Tensor | None) -> torch.Tensor:
-    """``act(y * gamma_n + beta_n) + residual`` in float32 on a normalised ``y`` (rows ``[N, C]``)."""
+    """``act(y * gamma_n + beta_n) + residual`` on a normalised ``y``; all float32 (rows ``[N, C]``)."""
     y = y * gamma[:, :, None, None] + beta[:, :, None, None]
     if act == "relu":
         y = F.relu(y)
     elif act == "leaky":
         y = F.leaky_relu(y, LEAKY_SLOPE)
     if residual is not None:
-        y = y + _f32(residual)
+        y = y + residual
     return y
 
 
