@@ -633,6 +633,19 @@ class Guides:
             acc += np.float32(w) * img
         return np.clip(acc + 0.5, 0, 255).astype(np.uint8)
 
+    def device_map(self, mix: dict[str, float], device):
+        """A mix of one guided style without a student: its running map as float32 ``[10, 3]`` on
+        ``device``, for the compositing kernel's ``map`` mode; else ``None``."""
+        if len(mix) != 1:
+            return None
+        (key,) = mix
+        info = self._info(key)
+        if info is None or info.guide is None or info.student:
+            return None
+        import torch
+
+        return torch.as_tensor(np.asarray(self.state(key).map, np.float32), device=device)
+
     def delta_torch(self, stylizer, frame_t, mix: dict[str, float]):
         """The device path's change for a mix (``stylizer.delta_torch`` with guided styles added).
 
