@@ -450,7 +450,9 @@ class _Stopped(Exception):
 
 def _one_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {s[0]}" if s and not isinstance(e, (InputError, OSError)) else (s[0] if s else type(e).__name__)
+    if not s:
+        return type(e).__name__
+    return s[0] if isinstance(e, (InputError, OSError)) else f"{type(e).__name__}: {s[0]}"
 
 
 # --------------------------------------------------------------------------------------------
