@@ -330,7 +330,7 @@ class GuideWorker:
                                   interval_ms=every_ms or spec.cadence_ms)
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
-        self._want = True
+        self._want = False  # True while the thread waits for a keyframe: only then does offer() copy
         self._result: np.ndarray | None = None
         self._stop = False
         self._times: list[float] = []
@@ -417,10 +417,11 @@ class GuideWorker:
         next_due = 0.0
         while True:
             with self._cond:
-                self._want = True
-                while not self._stop and (self._frame is None or self.clock() < next_due):
-                    wait = max(0.0, next_due - self.clock()) if self._frame is not None else None
-                    self._cond.wait(wait if wait else (0.5 if self._frame is None else 0.01))
+                while not self._stop and self.clock() < next_due:  # the cadence: no frames wanted
+                    self._cond.wait(max(0.001, next_due - self.clock()))
+                self._frame, self._want = None, True  # the next frame offered is the keyframe
+                while not self._stop and self._frame is None:
+                    self._cond.wait(0.5)
                 if self._stop:
                     return
                 frame, self._frame, self._want = self._frame, None, False
