@@ -15,7 +15,8 @@ from kernels.errors import KernelInputError
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 IMAGE_DTYPES = (torch.float16, torch.float32)
-MODES = {"image": 0, "delta": 1, 0: 0, 1: 1}
+MODES = {"image": 0, "delta": 1, "map": 2, 0: 0, 1: 1, 2: 2}
+MAP_TERMS = 10  # a colour map's terms per output channel: r, g, b, r², g², b², rg, gb, rb, 1
 
 
 def as_tensor(name: str, value: Any) -> torch.Tensor:
@@ -74,8 +75,20 @@ def check_device(name: str, t: torch.Tensor, device: torch.device) -> None:
 
 def check_mode(name: str, mode: Any) -> int:
     if mode not in MODES or isinstance(mode, bool):
-        raise KernelInputError(f"{name}: expected 'image' (0) or 'delta' (1), got {mode!r}")
+        raise KernelInputError(f"{name}: expected 'image' (0), 'delta' (1) or 'map' (2), got {mode!r}")
     return MODES[mode]
+
+
+def check_map(name: str, coeffs: Any, device: torch.device | None = None) -> torch.Tensor:
+    """A quadratic colour map's coefficients: float32 ``[10, 3]`` (terms × output RGB), finite."""
+    t = as_tensor(name, coeffs)
+    if t.dtype != torch.float32 or tuple(t.shape) != (MAP_TERMS, 3):
+        raise KernelInputError(f"{name}: a colour map must be float32 [{MAP_TERMS}, 3], got {t.dtype} {list(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise KernelInputError(f"{name}: the colour map holds NaN or Inf")
+    if device is not None:
+        check_device(name, t, device)
+    return t
 
 
 def check_range(name: str, value: float, lo: float, hi: float) -> float:

@@ -28,6 +28,7 @@
 #define DT_F16 2
 #define MODE_IMAGE 0
 #define MODE_DELTA 1
+#define MODE_MAP 2
 
 #if defined(__CUDACC__)
 // fp16 <-> fp32 without cuda_fp16.h: NVRTC ships no headers and CuPy may not find a toolkit.
@@ -129,14 +130,30 @@ prepare(const unsigned char* __restrict__ frame,  // [H, W, 3] BGR, contiguous
     }
 }
 
+// A quadratic colour map (float32 [10, 3]: terms r, g, b, r^2, g^2, b^2, rg, gb, rb, 1 by output
+// RGB) on one pixel, clamped: a guided style's look, evaluated at full resolution.
+__device__ __forceinline__ void color_map(const float* __restrict__ m, const float rgb[3], float res[3]) {
+    float r = rgb[0], g = rgb[1], b = rgb[2];
+    float terms[9] = {r, g, b, r * r, g * g, b * b, r * g, g * b, r * b};
+    for (int c = 0; c < 3; ++c) {
+        float v = m[27 + c];
+        for (int k = 0; k < 9; ++k) v += terms[k] * m[k * 3 + c];
+        res[c] = fminf(fmaxf(v, 0.0f), 1.0f);
+    }
+}
+
 // One treatment (person or background) at output pixel (y, x): the original pixel, a bilinear
-// sample of an image of any size, or original + sample (delta), clamped.
+// sample of an image of any size, original + sample (delta), clamped, or a colour map of the original.
 __device__ __forceinline__ void treatment(const void* t, int dt, int mode, int th, int tw,
                                           int y, int x, int H, int W, const float orig[3], float res[3]) {
     if (dt == DT_NONE) {
         res[0] = orig[0];
         res[1] = orig[1];
         res[2] = orig[2];
+        return;
+    }
+    if (mode == MODE_MAP) {
+        color_map((const float*)t, orig, res);
         return;
     }
     Lerp ly = lerp_coord(y, th, H);
@@ -153,8 +170,8 @@ composite(const unsigned char* __restrict__ frame,  // [H, W, 3] BGR original
           unsigned char* __restrict__ out,          // [H, W, 3] BGR result
           int H, int W,
           const void* __restrict__ mask, int mask_dt, int mh, int mw,  // [mh, mw] person probability
-          const void* __restrict__ fg, int fg_dt, int fg_mode, int fgh, int fgw,  // [3, fgh, fgw] or absent
-          const void* __restrict__ bg, int bg_dt, int bg_mode, int bgh, int bgw,  // [3, bgh, bgw] or absent
+          const void* __restrict__ fg, int fg_dt, int fg_mode, int fgh, int fgw,  // [3, fgh, fgw], [10, 3] map, or absent
+          const void* __restrict__ bg, int bg_dt, int bg_mode, int bgh, int bgw,  // [3, bgh, bgw], [10, 3] map, or absent
           float threshold, float feather, float strength) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;

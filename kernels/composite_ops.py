@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from kernels._checks import (
-    as_tensor, check_frame, check_image, check_mask, check_mode, check_out_dtype, check_range, check_size,
+    as_tensor, check_frame, check_image, check_map, check_mask, check_mode, check_out_dtype, check_range, check_size,
 )
 from kernels.reference import BLUR_EPS, MAX_SIGMA, gaussian_taps
 
@@ -99,6 +99,9 @@ def _treatment_args(name: str, t: Any, mode: Any, device: torch.device) -> tuple
     code = check_mode(f"{name}_mode", mode)
     if t is None:
         return [_ptr(None), _i32(DT_NONE), _i32(code), _i32(1), _i32(1)], None
+    if code == 2:  # a colour map: 30 float32 coefficients, no image
+        m = check_map(name, t, device).contiguous()
+        return [_ptr(m), _i32(_DT[torch.float32]), _i32(code), _i32(1), _i32(1)], m
     img = check_image(name, t, device).contiguous()
     return [_ptr(img), _i32(_DT[img.dtype]), _i32(code), _i32(img.shape[2]), _i32(img.shape[3])], img
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels._checks import (
-    as_tensor, check_frame, check_image, check_mask, check_mode, check_norm_args, check_out_dtype, check_range,
+    as_tensor, check_frame, check_image, check_map, check_mask, check_mode, check_norm_args, check_out_dtype, check_range,
     check_size,
 )
 
@@ -200,10 +200,25 @@ def prepare(frame: Any, out_h: int, out_w: int, dtype: torch.dtype = torch.float
     return resize_bilinear(frame_to_rgb(f), out_h, out_w)[None].to(dtype)
 
 
+def color_map(m: Any, rgb: torch.Tensor) -> torch.Tensor:
+    """A quadratic colour map on float RGB ``[3, H, W]``: per output channel ``c``,
+    ``Σ_k m[k, c]·term_k`` over the terms ``(r, g, b, r², g², b², rg, gb, rb, 1)``, clamped to [0, 1].
+
+    Shape:
+        m: float32 ``[10, 3]``; rgb: ``[3, H, W]``; returns ``[3, H, W]``.
+    """
+    m = check_map("map", m, rgb.device)
+    r, g, b = rgb[0], rgb[1], rgb[2]
+    terms = torch.stack([r, g, b, r * r, g * g, b * b, r * g, g * b, r * b, torch.ones_like(r)])  # [10, H, W]
+    return torch.einsum("khw,kc->chw", terms.float(), m).clamp(0.0, 1.0)
+
+
 def _treatment(name: str, t: Any, mode: int, orig: torch.Tensor) -> torch.Tensor:
-    """Sample a treatment at the output size: None → orig; image → sample; delta → orig + sample."""
+    """A treatment at the output size: None → orig; image → sample; delta → orig + sample; map → map(orig)."""
     if t is None:
         return orig
+    if mode == 2:
+        return color_map(t, orig)
     img = check_image(name, t, orig.device)
     s = resize_bilinear(img[0], orig.shape[1], orig.shape[2])  # [3, H, W]
     return (orig + s).clamp(0.0, 1.0) if mode == 1 else s
@@ -224,7 +239,8 @@ def composite(frame: Any, mask: Any, fg: Any = None, bg: Any = None, fg_mode: An
         fg, bg: float RGB ``[1, 3, Hf, Wf]`` of any size (1×1 = a flat colour), or None for the
             original pixel.
         fg_mode, bg_mode: ``"image"`` (0): use the sample; ``"delta"`` (1): original + sample,
-            clamped to [0, 1].
+            clamped to [0, 1]; ``"map"`` (2): the treatment is a colour map's float32 ``[10, 3]``
+            coefficients applied to the original (:func:`color_map`).
         threshold: mask level where alpha = 0.5, in [0, 1].
         feather: half-width of the smoothstep, >= 0 (0 = hard edge).
         strength: mix with the original, in [0, 1].

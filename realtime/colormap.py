@@ -63,8 +63,9 @@ def fit_map(src: np.ndarray, dst: np.ndarray, prior: np.ndarray | None = None, r
     Pixels clipped in the input or the target (any channel within ``clip`` of 0 or 1) carry no
     reliable relation between the two and are left out, unless fewer than 1 % of the pixels
     remain. The ridge term pulls ``M`` towards ``prior`` (default: the identity), scaled by
-    the number of pixels used (the constant term is penalised 100× less), so a flat keyframe — where the ten terms are nearly collinear —
-    changes the map only as far as that one colour demands.
+    the number of pixels used (the constant term is penalised 100× less), so a flat keyframe — where
+    the ten terms are nearly collinear — shifts the map evenly by what that one colour asks,
+    instead of tilting the curves and swinging other colours far.
 
     Shape:
         src, dst: ``(..., 3)`` float RGB in [0, 1], same number of pixels; returns ``(10, 3)``.

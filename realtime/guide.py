@@ -330,7 +330,7 @@ class GuideWorker:
                                   interval_ms=every_ms or spec.cadence_ms)
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
-        self._want = True
+        self._want = False  # True while the thread waits for a keyframe: only then does offer() copy
         self._result: np.ndarray | None = None
         self._stop = False
         self._times: list[float] = []
@@ -417,10 +417,11 @@ class GuideWorker:
         next_due = 0.0
         while True:
             with self._cond:
-                self._want = True
-                while not self._stop and (self._frame is None or self.clock() < next_due):
-                    wait = max(0.0, next_due - self.clock()) if self._frame is not None else None
-                    self._cond.wait(wait if wait else (0.5 if self._frame is None else 0.01))
+                while not self._stop and self.clock() < next_due:  # the cadence: no frames wanted
+                    self._cond.wait(max(0.001, next_due - self.clock()))
+                self._frame, self._want = None, True  # the next frame offered is the keyframe
+                while not self._stop and self._frame is None:
+                    self._cond.wait(0.5)
                 if self._stop:
                     return
                 frame, self._frame, self._want = self._frame, None, False
@@ -450,7 +451,9 @@ class _Stopped(Exception):
 
 def _one_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {s[0]}" if s and not isinstance(e, (InputError, OSError)) else (s[0] if s else type(e).__name__)
+    if not s:
+        return type(e).__name__
+    return s[0] if isinstance(e, (InputError, OSError)) else f"{type(e).__name__}: {s[0]}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,6 +635,19 @@ class Guides:
         for w, img in parts:
             acc += np.float32(w) * img
         return np.clip(acc + 0.5, 0, 255).astype(np.uint8)
+
+    def device_map(self, mix: dict[str, float], device):
+        """A mix of one guided style without a student: its running map as float32 ``[10, 3]`` on
+        ``device``, for the compositing kernel's ``map`` mode; else ``None``."""
+        if len(mix) != 1:
+            return None
+        (key,) = mix
+        info = self._info(key)
+        if info is None or info.guide is None or info.student:
+            return None
+        import torch
+
+        return torch.as_tensor(np.asarray(self.state(key).map, np.float32), device=device)
 
     def delta_torch(self, stylizer, frame_t, mix: dict[str, float]):
         """The device path's change for a mix (``stylizer.delta_torch`` with guided styles added).

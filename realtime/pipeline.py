@@ -282,7 +282,7 @@ class Pipeline:
         for mix in (pmix, bmix):
             if mix is not None:
                 k = tuple(sorted(mix.items()))
-                if k not in deltas:
+                if k not in deltas and self.guides.device_map(mix, dev) is None:
                     deltas[k] = self.guides.delta_torch(self.stylizer, ft, mix)
         if dev.type == "cuda":
             ev[2].record()
@@ -301,7 +301,8 @@ class Pipeline:
 
         def treat(t: Treatment, mix: Mix | None):
             if mix is not None:
-                return deltas[tuple(sorted(mix.items()))], "delta"
+                cmap = self.guides.device_map(mix, dev)  # a guided style alone: its map, fused
+                return (cmap, "map") if cmap is not None else (deltas[tuple(sorted(mix.items()))], "delta")
             if t.kind == "original":
                 return None, "image"
             if t.kind == "color":

@@ -457,9 +457,9 @@ def choose_guidance(pack_dir: Path, styles, held_out: Sequence[str], cache: Path
         best = max(("student", "input"), key=lambda m: scores[m][s.id]["fidelity_gain"])
         gain = scores[best][s.id]["fidelity_gain"] - base
         choice[s.id] = best if gain >= min_gain else "off"
-        progress(f"{s.id}: as live unguided {base:.3f}, guided on the student's output "
-                 f"{scores['student'][s.id]['fidelity_gain']:.3f}, on its input {scores['input'][s.id]['fidelity_gain']:.3f}"
-                 f" → guide {choice[s.id]}")
+        on_out, on_in = scores["student"][s.id]["fidelity_gain"], scores["input"][s.id]["fidelity_gain"]
+        progress(f"{s.id}: as live unguided {base:.3f}, guided on the student's output {on_out:.3f}, "
+                 f"on its input {on_in:.3f} → guide {choice[s.id]}")
         final[s.id] = None if choice[s.id] == "off" else _local_guide(s, ident, choice[s.id])
     set_guides(pack_dir, final)
     write_metrics(pack_dir, {s.id: scores[choice[s.id]][s.id] for s in styles}, key="as_live")

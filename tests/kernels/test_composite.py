@@ -216,3 +216,54 @@ def test_reference_accepts_numpy_and_rejects_bad_input():
         ref.composite(np.zeros((6, 7), np.uint8), np.zeros((2, 2), np.float32))
     with pytest.raises(KernelInputError, match="strength"):
         ref.composite(f, np.zeros((2, 2), np.float32), strength=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The colour map of guided styles, fused into compositing ("map" mode)
+# ---------------------------------------------------------------------------------------------
+
+def _map(seed=5):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.zeros(10, 3)
+    m[0, 0] = m[1, 1] = m[2, 2] = 0.8
+    return (m + 0.15 * torch.randn(10, 3, generator=g)).float()
+
+
+def test_map_mode_is_the_quadratic_formula():
+    f = _frame(3, 4)
+    m = _map()
+    out = ref.composite(f, torch.ones(1, 1), fg=m, fg_mode="map", feather=0.0)
+    rgb = f.flip(-1).double() / 255.0  # [h, w, 3] RGB
+    r, g, b = rgb.unbind(-1)
+    terms = torch.stack([r, g, b, r * r, g * g, b * b, r * g, g * b, r * b, torch.ones_like(r)], -1)
+    want = (terms @ m.double()).clamp(0, 1).mul(255).round().to(torch.uint8).flip(-1)
+    assert_u8_close(out, want, name="map formula")
+    ident = torch.zeros(10, 3)
+    ident[0, 0] = ident[1, 1] = ident[2, 2] = 1.0
+    assert torch.equal(ref.composite(f, torch.ones(1, 1), fg=ident, fg_mode=2, feather=0.0), f)
+
+
+@pytest.mark.parametrize("size, strength, bg_mode", [((1, 1), 1.0, "image"), ((37, 53), 0.7, "map"),
+                                                      ((48, 64), 1.0, "delta")])
+def test_map_mode_emulated(emu, size, strength, bg_mode):
+    f = _frame(*size, seed=7)
+    m = _rand(5, 7, seed=2)
+    fg = _map(6)
+    bg = _map(8) if bg_mode == "map" else (_rand(1, 3, 4, 5, seed=9) - (0.5 if bg_mode == "delta" else 0.0))
+    got = ops.composite(f, m, fg, bg, "map", bg_mode, 0.5, 0.1, strength, emu)
+    want = ref.composite(f, m, fg, bg, "map", bg_mode, 0.5, 0.1, strength)
+    assert_u8_close(got, want, name=f"map {size}")
+    assert not torch.equal(got, f)
+
+
+@pytest.mark.parametrize("coeffs, match", [
+    (torch.zeros(9, 3), r"a colour map must be float32 \[10, 3\]"),
+    (torch.zeros(10, 3, dtype=torch.float16), r"a colour map must be float32 \[10, 3\]"),
+    (torch.full((10, 3), float("nan")), "NaN or Inf"),
+])
+def test_map_mode_bad_coefficients(emu, coeffs, match):
+    f = _frame(4, 4)
+    for fn in (lambda: ref.composite(f, torch.ones(1, 1), fg=coeffs, fg_mode="map"),
+               lambda: ops.composite(f, torch.ones(1, 1), coeffs, None, "map", "image", 0.5, 0.1, 1.0, emu)):
+        with pytest.raises(KernelInputError, match=match):
+            fn()
