@@ -127,6 +127,9 @@ def test_score_runs_teacher_at_frame_size_and_caches(tmp_path: Path):
     m2 = heldout.score(lambda f: f, Teacher(), frames, cache=tmp_path)
     assert len(calls) == 2  # cached
     assert m2["fidelity_gain"] == 0.0 and m2["fidelity_gain_min"] == 0.0
+    n = len(list(tmp_path.iterdir()))
+    heldout.score(half_way, lambda x: x * 0.25, frames, cache=tmp_path)  # no sha256: never cached or reused
+    assert len(list(tmp_path.iterdir())) == n
 
 
 def test_pipeline_renderer_is_the_render_path(tmp_path: Path):
