@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
 
 from kernels.provenance import provenance
+from realtime.benchmarks.common import synthetic_frames
 from realtime.errors import InputError
 from realtime.sinks import (
     CONTAINERS,
@@ -57,20 +57,6 @@ SETTINGS = {
     "baseline": {"flush_interval_ms": BASELINE_FLUSH_MS, "opener": _EagerFile},
     "current": {"flush_interval_ms": FLUSH_INTERVAL_MS, "opener": OutputFile},
 }
-
-
-def scene(size: tuple[int, int], n: int) -> list[np.ndarray]:
-    """``n`` frames of a textured background panning under a moving disc: ``(H, W, 3)`` uint8 BGR."""
-    w, h = size
-    rng = np.random.default_rng(0)
-    bg = cv2.GaussianBlur(rng.integers(0, 256, (h + 64, w + 256, 3), dtype=np.uint8), (0, 0), 3)
-    frames = []
-    for i in range(n):
-        x = (2 * i) % 256
-        img = np.ascontiguousarray(bg[32 : 32 + h, x : x + w])
-        cv2.circle(img, (int(w / 2 + w / 4 * np.sin(i / 15)), h // 2), h // 5, (40, 170, 230), -1)
-        frames.append(img)
-    return frames
 
 
 class _Timed(Recorder):
@@ -156,7 +142,7 @@ def _exposure(path: Path, frames: list[np.ndarray], fps: float, setting: dict[st
 def bench_crash_safety(size: tuple[int, int] = (640, 480), frames: int = 300, fps: float = 30.0,
                        reps: int = 3, exposure_frames: int = 90) -> dict[str, Any]:
     """Run both settings ``reps`` times alternately; return medians and current/baseline ratios."""
-    imgs = scene(size, frames)
+    imgs = synthetic_frames(size, frames)
     runs: dict[str, dict[str, dict[str, list[float]]]] = {k: {"mkv": {}, "mp4": {}} for k in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(reps):
