@@ -417,7 +417,8 @@ class Stylizer:
         return self.registry.find(key)
 
     # ---- running -----------------------------------------------------------------------
-    def size_for(self, frame_w: int, frame_h: int, pack: StylePack) -> tuple[int, int]:
+    def size_for(self, frame_w: int, frame_h: int, pack: StylePack, scale: float = 1.0) -> tuple[int, int]:
+        """The internal ``(w, h)`` for a frame, multiples of 4; ``scale`` shrinks it (a split's background)."""
         if self.internal_size:
             w, h = self.internal_size
         elif self.backend == "cuda":
@@ -426,6 +427,8 @@ class Stylizer:
             res = pack.resolution or (320, 240)
             w = min(frame_w, res[0])
             h = round(frame_h * w / frame_w)
+        if scale != 1.0:
+            w, h = round(w * scale), round(h * scale)
         return max(4, w // 4 * 4), max(4, h // 4 * 4)
 
     def runner(self, pack: StylePack, size: tuple[int, int]) -> PackRunner:
@@ -438,11 +441,13 @@ class Stylizer:
                 log.info("pack %s at %dx%d: %s (%s)", pack.name, size[0], size[1], r.engine.name, r.engine_reason)
             return r
 
-    def delta_torch(self, frame_t: torch.Tensor, mix: Mix) -> torch.Tensor:
+    def delta_torch(self, frame_t: torch.Tensor, mix: Mix, scale: float = 1.0) -> torch.Tensor:
         """Like :meth:`delta` but on a device tensor, for the GPU path (no host round trip).
 
         Args:
             frame_t: uint8 BGR ``[H, W, 3]`` on the backend's device.
+            mix: style key → weight.
+            scale: fraction of the internal size to run at.
 
         Returns:
             float RGB change ``[1, 3, h, w]`` at internal resolution (fp16 on CUDA).
@@ -454,7 +459,7 @@ class Stylizer:
         out = None
         for pack_name, rows in self._rows_by_pack(mix).items():
             pack = self.registry.packs[pack_name]
-            w, h = self.size_for(W, H, pack)
+            w, h = self.size_for(W, H, pack, scale)
             r = self.runner(pack, (w, h))
             net = getattr(r.engine, "net", None)
             if net is None:
@@ -480,12 +485,13 @@ class Stylizer:
             by_pack.setdefault(s.pack, []).append((s.index, wgt))
         return by_pack
 
-    def delta(self, frame: np.ndarray, mix: Mix) -> np.ndarray:
+    def delta(self, frame: np.ndarray, mix: Mix, scale: float = 1.0) -> np.ndarray:
         """The style change for ``frame`` at internal resolution.
 
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
             mix: style key → weight (sums to 1).
+            scale: fraction of the internal size to run at (a split's background runs smaller).
 
         Returns:
             ``(h, w, 3)`` float32 BGR change in [-1, 1] (``stylized - original``, in 0..1 units).
@@ -496,7 +502,7 @@ class Stylizer:
         x_cache: dict[tuple[int, int], np.ndarray] = {}
         for pack_name, rows in by_pack.items():
             pack = self.registry.packs[pack_name]
-            size = self.size_for(W, H, pack)
+            size = self.size_for(W, H, pack, scale)
             x = x_cache.get(size)
             if x is None:
                 t0 = time.perf_counter()

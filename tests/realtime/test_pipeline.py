@@ -31,7 +31,7 @@ def test_process_all_preset_runs_one_pass_without_segmentation(packs):
     with Pipeline(cfg(packs)) as p:
         calls = []
         orig = p.stylizer.delta
-        p.stylizer.delta = lambda f, m: calls.append(m) or orig(f, m)
+        p.stylizer.delta = lambda f, m, *a: calls.append(m) or orig(f, m, *a)
         out, st = p.process(synthetic_frame())
         assert out.shape == (120, 160, 3) and out.dtype == np.uint8
         assert not st.segmented and len(calls) == 1
@@ -54,7 +54,7 @@ def test_split_uses_two_styles(packs, portrait):
         p.set_preset("split")
         calls = []
         orig = p.stylizer.delta
-        p.stylizer.delta = lambda f, m: calls.append(m) or orig(f, m)
+        p.stylizer.delta = lambda f, m, *a: calls.append(m) or orig(f, m, *a)
         p.process(portrait)
     assert [list(m) for m in calls] == [["one/a"], ["one/b"]]
 
