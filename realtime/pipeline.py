@@ -18,12 +18,10 @@ import numpy as np
 from .composite import PRESETS, Compositor, Layer, Treatment, masked_blur_small, smoothstep_alpha
 from .errors import InputError
 from .styles import StyleInfo, StyleRegistry
-from .stylizer import Mix, Stylizer
+from .stylizer import Mix, Stylizer, native_bf16
 
 log = logging.getLogger("stylecam")
 
-SPLIT_BACKGROUND_SCALE = 0.75
-"""Internal size of the background's style pass relative to the person's when a frame has two styles."""
 
 
 @dataclass
@@ -48,9 +46,9 @@ class PipelineConfig:
     include_user_styles: bool = True
     include_shipped_styles: bool = True
     device_path: bool | None = None  # None: the fused-kernel path when the backend is cuda
-    # With two styles a frame (``split``), the background's style runs at this fraction of the internal
-    # size; None: 0.75 on the CPU (fidelity to the full pass measured in ARCHITECTURE.md), 1 on CUDA.
-    background_scale: float | None = None
+    # With two styles a frame (``split``), the background's style runs in bfloat16 (``bf16``) or fp32
+    # (``fp32``); ``auto``: bf16 on CPUs that compute it natively (fidelity in ARCHITECTURE.md), else fp32.
+    split_precision: str = "auto"
 
 
 @dataclass
@@ -95,11 +93,13 @@ class Pipeline:
         self.style: StyleInfo | None = None
         self.device_path = cfg.device_path if cfg.device_path is not None else self.backend == "cuda"
         self._image_cache: dict = {}
-        bs = cfg.background_scale if cfg.background_scale is not None else (
-            1.0 if self.backend == "cuda" else SPLIT_BACKGROUND_SCALE)
-        if not 0.1 <= bs <= 1.0:
-            raise InputError(f"--background-scale {bs}: expected a number from 0.1 to 1")
-        self.background_scale = float(bs)
+        if cfg.split_precision not in ("auto", "fp32", "bf16"):
+            raise InputError(f"--split-precision {cfg.split_precision}: expected auto, fp32 or bf16")
+        self.split_precision = cfg.split_precision
+        if self.split_precision == "auto":
+            self.split_precision = "bf16" if self.backend == "cpu" and not self.device_path and native_bf16() else "fp32"
+        if self.split_precision == "bf16" and (self.backend != "cpu" or self.device_path):
+            raise InputError("--split-precision bf16 runs on the CPU backend only")
         if self.device_path and cfg.cpu_engine not in ("auto", "eager") and self.backend == "cpu":
             raise InputError("the device path needs --cpu-engine eager on the CPU")
         if self.device_path and self.backend == "cpu":
@@ -213,7 +213,7 @@ class Pipeline:
             seg = self._seg_pool.submit(self._segment, frame)
 
         # Stylize while the mask is computed; one pass serves both regions when they share a mix.
-        # With two styles (split) the background's pass runs at a smaller internal size.
+        # With two styles (split) the background's pass may run in bfloat16 (split_precision).
         t1 = time.perf_counter()
         self.stylizer.prepare_ms = 0.0
         ft = self._upload(frame)
@@ -221,11 +221,12 @@ class Pipeline:
         t1 = time.perf_counter()
         deltas: dict[tuple, object] = {}
         two_styles = pmix is not None and bmix is not None and pmix != bmix and need_mask
-        for mix, scale in ((pmix, 1.0), (bmix if need_mask else None, self.background_scale if two_styles else 1.0)):
+        for mix, precision in ((pmix, "fp32"), (bmix if need_mask else None,
+                                                self.split_precision if two_styles else "fp32")):
             if mix is not None:
                 k = tuple(sorted(mix.items()))
                 if k not in deltas:
-                    deltas[k] = self._delta(ft, mix, scale)
+                    deltas[k] = self._delta(ft, mix, precision)
         if self.device_path and ft.is_cuda:
             import torch
 
@@ -258,10 +259,10 @@ class Pipeline:
         ft = torch.from_numpy(frame)
         return ft.pin_memory().to("cuda", non_blocking=True) if self.backend == "cuda" else ft
 
-    def _delta(self, ft, mix: Mix, scale: float):
+    def _delta(self, ft, mix: Mix, precision: str):
         if self.device_path:
-            return self.stylizer.delta_torch(ft, mix, scale)
-        return self.stylizer.delta(ft, mix, scale)
+            return self.stylizer.delta_torch(ft, mix)
+        return self.stylizer.delta(ft, mix, precision)
 
     def _layer(self, t: Treatment, mix: Mix | None, deltas: dict, frame: np.ndarray, ft, mask):
         """One region's treatment as a compositing layer (host :class:`Layer`, or ``(tensor, mode)``)."""
