@@ -7,8 +7,11 @@ Style changes cross-fade by blending CIN rows (one pass inside a pack) or output
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import json
+import sys
 import logging
 import os
 import platform
@@ -283,6 +286,37 @@ class CudaEngine:
             return y.float().cpu().numpy()
 
 
+_compiling = 0
+_compiling_lock = threading.Lock()
+_switch_interval = sys.getswitchinterval()
+
+
+@contextlib.contextmanager
+def background_compile():
+    """Keep frames flowing while ``torch.compile`` runs in another thread of this process.
+
+    Compiling is Python code that holds the GIL; each time the frame thread leaves native code it
+    waits for the GIL up to the switch interval (5 ms by default), dozens of times a frame. While a
+    compile runs the interval is 0.5 ms. ``gc.freeze()`` moves the objects alive now (modules, networks)
+    out of the collector's way, so the full collections the compiler's garbage triggers, which held
+    the GIL for 100-230 ms here, scan only new objects.
+    """
+    global _compiling, _switch_interval
+    with _compiling_lock:
+        if _compiling == 0:
+            _switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_interval, 0.0005))
+            gc.freeze()
+        _compiling += 1
+    try:
+        yield
+    finally:
+        with _compiling_lock:
+            _compiling -= 1
+            if _compiling == 0:
+                sys.setswitchinterval(_switch_interval)
+
+
 class PackRunner:
     """One pack's student on the chosen backend, at one internal size."""
 
@@ -356,8 +390,9 @@ class PackRunner:
     def _compile(self, pack: StylePack, h: int, w: int) -> None:
         s = int(pack.architecture["num_styles"])
         try:
-            engine = make_cpu_engine("compile", pack.build(), h, w)
-            engine(np.zeros((1, 3, h, w), np.float32), np.eye(1, s, dtype=np.float32))  # compiles
+            with background_compile():
+                engine = make_cpu_engine("compile", pack.build(), h, w)
+                engine(np.zeros((1, 3, h, w), np.float32), np.eye(1, s, dtype=np.float32))  # compiles
         except Exception as e:  # noqa: BLE001 - keep running on the quick engine
             log.warning("torch.compile failed (%s); staying on %s", e, self.engine.name)
             return
@@ -371,8 +406,9 @@ class PackRunner:
         sw = np.eye(1, s, dtype=np.float32)
         quick = self.engine
         try:
-            engine = CompileBf16Engine(pack.build())
-            engine(x, sw)  # compiles
+            with background_compile():
+                engine = CompileBf16Engine(pack.build())
+                engine(x, sw)  # compiles
             bf16_ms, fp32_ms = time_engine(engine, x, sw, runs=5), time_engine(quick, x, sw, runs=5)
         except Exception as e:  # noqa: BLE001 - keep running on the fp32 engine
             log.warning("bfloat16 torch.compile failed (%s); staying on %s", e, quick.name)
