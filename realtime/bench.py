@@ -149,7 +149,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     result["stages_ms_p95"] = {k: _pct([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
 
     progress("same-process comparison: alternating blocks of frames…")
-    result["same_process"] = _same_process(pipe, data, per_block=max(5, min(30, frames // 10)))
+    result["same_process"] = _same_process(pipe, data, blocks=6, per_block=max(5, min(15, frames // 20)))
 
     progress(f"latency: source paced at {src_fps:.0f} fps…")
     lat, dropped = _paced_latency(pipe, source, size, frames)
