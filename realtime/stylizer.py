@@ -335,6 +335,12 @@ class PackRunner:
             if cpu_engine != "auto":
                 self._compile_bf16(pack, h, w)
                 return
+            cached = load_engine_choice(engine_cache_key(net, h, w) + "|split-bf16")
+            if cached is not None and cached.get("chosen") != "compile-bf16":
+                # Measured slower here before: do not spend a compile on it again.
+                self.comparison = cached
+                self.engine_reason = f"{quick.name}: faster than bfloat16 when measured here"
+                return
             self._thread = threading.Thread(target=self._compile_bf16, args=(pack, h, w), daemon=True,
                                             name="engine-compile-bf16")
             self._thread.start()
@@ -416,6 +422,7 @@ class PackRunner:
             return
         self.comparison = {"size": [w, h], "compile-bf16_ms": round(bf16_ms, 3), f"{quick.name}_ms": round(fp32_ms, 3),
                            "chosen": "compile-bf16" if bf16_ms < fp32_ms else quick.name}
+        save_engine_choice(engine_cache_key(pack.build(), h, w) + "|split-bf16", self.comparison)
         self.engine_reason = f"faster measured here (compile-bf16 {bf16_ms:.1f} ms, {quick.name} {fp32_ms:.1f} ms)"
         if bf16_ms < fp32_ms:
             self.engine = engine

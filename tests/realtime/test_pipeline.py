@@ -205,3 +205,23 @@ def test_split_precision_is_checked(packs):
         Pipeline(cfg(packs, split_precision="bf16", device_path=True))
     with Pipeline(cfg(packs, split_precision="auto", device_path=True)) as p:
         assert p.split_precision == "fp32"
+
+
+def test_split_bf16_measured_slower_is_not_compiled_again(packs, portrait, no_compile, monkeypatch, tmp_path):
+    import realtime.stylizer as stylizer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing measured by other tests
+
+    monkeypatch.setattr(stylizer, "time_engine", lambda engine, *a, **k: 2.0 if engine.name == "compile-bf16" else 1.0)
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="bf16")) as p:
+        p.set_preset("split")
+        p.process(portrait)
+        p.stylizer.wait_ready()
+        assert p.stylizer.comparisons()["one@160x120 bf16"]["chosen"] != "compile-bf16"
+    compiled = []
+    monkeypatch.setattr(stylizer, "CompileBf16Engine", lambda net: compiled.append(net))
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="bf16")) as p:
+        p.set_preset("split")
+        p.process(portrait)
+        p.stylizer.wait_ready()
+        assert not compiled and p.stylizer.engines()["one@160x120 bf16"] != "compile-bf16"
