@@ -220,13 +220,14 @@ class Pipeline:
         st.prepare_ms = (time.perf_counter() - t1) * 1000
         t1 = time.perf_counter()
         deltas: dict[tuple, object] = {}
+        inputs: dict = {}  # the frame prepared at an internal size, shared by both passes of a split
         two_styles = pmix is not None and bmix is not None and pmix != bmix and need_mask
         for mix, precision in ((pmix, "fp32"), (bmix if need_mask else None,
                                                 self.split_precision if two_styles else "fp32")):
             if mix is not None:
                 k = tuple(sorted(mix.items()))
                 if k not in deltas:
-                    deltas[k] = self._delta(ft, mix, precision)
+                    deltas[k] = self._delta(ft, mix, precision, inputs)
         if self.device_path and ft.is_cuda:
             import torch
 
@@ -259,10 +260,10 @@ class Pipeline:
         ft = torch.from_numpy(frame)
         return ft.pin_memory().to("cuda", non_blocking=True) if self.backend == "cuda" else ft
 
-    def _delta(self, ft, mix: Mix, precision: str):
+    def _delta(self, ft, mix: Mix, precision: str, inputs: dict):
         if self.device_path:
             return self.stylizer.delta_torch(ft, mix)
-        return self.stylizer.delta(ft, mix, precision)
+        return self.stylizer.delta(ft, mix, precision, inputs)
 
     def _layer(self, t: Treatment, mix: Mix | None, deltas: dict, frame: np.ndarray, ft, mask):
         """One region's treatment as a compositing layer (host :class:`Layer`, or ``(tensor, mode)``)."""

@@ -594,13 +594,16 @@ class Stylizer:
             by_pack.setdefault(s.pack, []).append((s.index, wgt))
         return by_pack
 
-    def delta(self, frame: np.ndarray, mix: Mix, precision: str = "fp32") -> np.ndarray:
+    def delta(self, frame: np.ndarray, mix: Mix, precision: str = "fp32",
+              inputs: dict[tuple[int, int], np.ndarray] | None = None) -> np.ndarray:
         """The style change for ``frame`` at internal resolution.
 
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
             mix: style key → weight (sums to 1).
             precision: ``fp32``, or ``bf16`` for a bfloat16 student (CPU; see :class:`CompileBf16Engine`).
+            inputs: the frame's network inputs by internal size, shared by the passes of one frame
+                (a split's two styles prepare the frame once); filled in here.
 
         Returns:
             ``(h, w, 3)`` float32 BGR change in [-1, 1] (``stylized - original``, in 0..1 units).
@@ -608,7 +611,7 @@ class Stylizer:
         by_pack = self._rows_by_pack(mix)
         H, W = frame.shape[:2]
         out = None
-        x_cache: dict[tuple[int, int], np.ndarray] = {}
+        x_cache = inputs if inputs is not None else {}
         for pack_name, rows in by_pack.items():
             pack = self.registry.packs[pack_name]
             size = self.size_for(W, H, pack)

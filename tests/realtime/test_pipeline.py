@@ -60,6 +60,18 @@ def test_split_uses_two_styles(packs, portrait):
     assert [list(m) for m in calls] == [["one/a"], ["one/b"]]
 
 
+def test_split_prepares_the_frame_once(packs, portrait, monkeypatch):
+    import realtime.stylizer as stylizer
+
+    sizes = []
+    orig = stylizer.prepare
+    monkeypatch.setattr(stylizer, "prepare", lambda f, size: sizes.append(size) or orig(f, size))
+    with Pipeline(cfg(packs)) as p:
+        p.set_preset("split")
+        p.process(portrait)
+    assert sizes == [(160, 120)]
+
+
 def test_blur_background_and_colour(packs, portrait):
     with Pipeline(cfg(packs, person=Treatment("original"), background=Treatment("color", color=(0, 255, 0)))) as p:
         out, _ = p.process(portrait)
