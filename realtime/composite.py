@@ -138,6 +138,9 @@ def smoothstep_alpha(mask: np.ndarray, size: tuple[int, int], threshold: float, 
     return out
 
 
+BLUR_EPS = 1e-4  # denominator floor of the masked blur, as in kernels.reference
+
+
 def blur_scale(width: int, sigma: float) -> int:
     """Downscale factor of the background blur: 4, or 8 once the blur spans 3 px or more at 1/8.
 
@@ -171,9 +174,6 @@ def masked_blur_small(frame: np.ndarray, weight_low: np.ndarray, sigma: float,
     # person treatment covers them (alpha is 1 wherever the weight around is 0).
     out = stack[:, :, :3] / np.maximum(stack[:, :, 3:], np.float32(BLUR_EPS))
     return cv2.convertScaleAbs(out)  # round and saturate to uint8
-
-
-BLUR_EPS = 1e-4
 
 
 def masked_blur(frame: np.ndarray, weight_low: np.ndarray, sigma: float, scale: int | None = None) -> np.ndarray:
