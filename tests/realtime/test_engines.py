@@ -36,12 +36,11 @@ def test_cached_compile_choice_serves_frames_at_once_and_swaps_in_later(tmp_path
     key = stylizer.engine_cache_key(net, 24, 32)
     stylizer.save_engine_choice(key, {"eager_ms": 9.0, "compile_ms": 4.0, "onnxruntime_ms": 5.0, "chosen": "compile"})
 
-    t0 = time.perf_counter()
     runner = stylizer.PackRunner(pack, "cpu", 24, 32)
     x = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
     rows = np.array([0.0, 1.0], np.float32)
     first = runner.run(x, rows)
-    assert time.perf_counter() - t0 < 0.9  # not waiting for the compile
+    # Not waiting for the compile (its first call takes 1 s): the frame came from ONNX Runtime.
     assert runner.engine.name == "onnxruntime"  # measured here, and ready at once
     assert _SlowCompile.started.wait(5)
     runner.close()
