@@ -206,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
 
         source = str(DEMO_CLIP)
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    from realtime.errors import InputError
     from realtime.sizes import parse_size
 
-    size = parse_size(args.size, "--size")
+    try:
+        size = parse_size(args.size, "--size")
+    except InputError as e:
+        parser.error(str(e))  # one line and exit 2, like every other bad flag
     frames = _frames(source, size, 60)
     result = {
         "benchmark": "ui",
