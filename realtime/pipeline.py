@@ -16,13 +16,14 @@ from typing import Callable
 
 import numpy as np
 
-from .composite import PRESETS, Compositor, Treatment, masked_blur, smoothstep_alpha
+from .composite import PRESETS, Compositor, Layer, Treatment, masked_blur_small, smoothstep_alpha
 from .errors import InputError
 from .guide import Guides, GuideStatus
 from .styles import StyleInfo, StyleRegistry
-from .stylizer import Mix, Stylizer
+from .stylizer import Mix, Stylizer, native_bf16
 
 log = logging.getLogger("stylecam")
+
 
 
 @dataclass
@@ -51,6 +52,9 @@ class PipelineConfig:
     guide_every_ms: float | None = None  # --guide-every; None: the style's cadence, adapted
     guide_fps: float = 30.0  # keyframes mode: the clip's frame rate
     on_guide_status: Callable[[GuideStatus], None] | None = None  # called from guide threads
+    # With two styles a frame (``split``), the background's style runs in bfloat16 (``bf16``) or fp32
+    # (``fp32``); ``auto``: bf16 on CPUs that compute it natively (fidelity in ARCHITECTURE.md), else fp32.
+    split_precision: str = "auto"
 
 
 @dataclass
@@ -98,6 +102,13 @@ class Pipeline:
         self.style: StyleInfo | None = None
         self.device_path = cfg.device_path if cfg.device_path is not None else self.backend == "cuda"
         self._image_cache: dict = {}
+        if cfg.split_precision not in ("auto", "fp32", "bf16"):
+            raise InputError(f"--split-precision {cfg.split_precision}: expected auto, fp32 or bf16")
+        self.split_precision = cfg.split_precision
+        if self.split_precision == "auto":
+            self.split_precision = "bf16" if self.backend == "cpu" and not self.device_path and native_bf16() else "fp32"
+        if self.split_precision == "bf16" and (self.backend != "cpu" or self.device_path):
+            raise InputError("--split-precision bf16 runs on the CPU backend only")
         if self.device_path and cfg.cpu_engine not in ("auto", "eager") and self.backend == "cpu":
             raise InputError("the device path needs --cpu-engine eager on the CPU")
         if self.device_path and self.backend == "cpu":
@@ -180,6 +191,11 @@ class Pipeline:
     def process(self, frame: np.ndarray, t_capture: float | None = None) -> tuple[np.ndarray, FrameStats]:
         """Stylize and composite one frame.
 
+        One frame path for both backends: the host path (numpy/OpenCV compositing) and the device
+        path (torch tensors through ``kernels.dispatch``; CPU tensors run the kernels' references)
+        differ only in how a frame is uploaded, stylized and composited (:meth:`_upload`,
+        :meth:`_delta`, :meth:`_layer`, :meth:`_composite`).
+
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
             t_capture: when the frame was captured (``time.perf_counter()``, as ``sources.Frame``), for latency.
@@ -205,20 +221,32 @@ class Pipeline:
         if need_mask:
             self._segmenter_get()
             seg = self._seg_pool.submit(self._segment, frame)
-        if self.device_path:
-            return self._process_device(frame, person, background, pmix, bmix, seg, st, t0)
 
         # Stylize while the mask is computed; one pass serves both regions when they share a mix.
+        # With two styles (split) the background's pass may run in bfloat16 (split_precision).
         t1 = time.perf_counter()
         self.stylizer.prepare_ms = 0.0
-        styled: dict[tuple, np.ndarray] = {}
-        for mix in (pmix, bmix):
+        # On CUDA, events at the stage boundaries give GPU milliseconds per stage (statistics only).
+        ev = self._cuda_events()
+        ft = self._upload(frame, ev)
+        st.prepare_ms = (time.perf_counter() - t1) * 1000
+        t1 = time.perf_counter()
+        deltas: dict[tuple, object] = {}
+        inputs: dict = {}  # the frame prepared at an internal size, shared by both passes of a split
+        two_styles = pmix is not None and bmix is not None and pmix != bmix and need_mask
+        for mix, precision in ((pmix, "fp32"), (bmix if need_mask else None,
+                                                self.split_precision if two_styles else "fp32")):
             if mix is not None:
                 k = tuple(sorted(mix.items()))
-                if k not in styled:
-                    styled[k] = self.guides.stylize(self.stylizer, frame, mix)
-        st.prepare_ms = self.stylizer.prepare_ms
-        st.stylize_ms = (time.perf_counter() - t1) * 1000 - st.prepare_ms
+                if k not in deltas:
+                    deltas[k] = self._delta(ft, mix, precision, inputs)
+        if ev:
+            import torch
+
+            ev[2].record()
+            torch.cuda.current_stream().synchronize()
+        st.prepare_ms += self.stylizer.prepare_ms
+        st.stylize_ms = (time.perf_counter() - t1) * 1000 - self.stylizer.prepare_ms
 
         mask = None
         if seg is not None:
@@ -226,109 +254,11 @@ class Pipeline:
             st.segmented = True
 
         t2 = time.perf_counter()
-
-        def render(t: Treatment, mix: Mix | None) -> np.ndarray:
-            if mix is not None:
-                return styled[tuple(sorted(mix.items()))]
-            if t.kind == "blur":
-                if mask is None:
-                    weight = np.ones((2, 2), np.float32)
-                else:  # exactly the pixels compositing treats as background feed the blur
-                    weight = 1.0 - smoothstep_alpha(mask, (mask.shape[1], mask.shape[0]),
-                                                    self.config.threshold, self.config.feather)
-                return masked_blur(frame, weight.astype(np.float32), t.blur)
-            return self.compositor.flat(t, frame)
-
-        p_img = render(person, pmix)
-        if need_mask:
-            b_img = render(background, bmix)
-            H, W = frame.shape[:2]
-            alpha = smoothstep_alpha(mask, (W, H), self.config.threshold, self.config.feather)
-        else:
-            b_img, alpha = p_img, None
-        out = self.compositor.blend(frame, p_img, b_img, alpha, self.strength)
-        t3 = time.perf_counter()
-        st.composite_ms = (t3 - t2) * 1000
-        st.total_ms = (t3 - t0) * 1000
-        st.t_done = time.perf_counter()
-        return out, st
-
-    def _process_device(self, frame: np.ndarray, person: Treatment, background: Treatment,
-                        pmix: Mix | None, bmix: Mix | None, seg: Future | None, st: FrameStats,
-                        t0: float) -> tuple[np.ndarray, FrameStats]:
-        """The GPU path: upload once, stylize, then one fused compositing kernel, download once.
-
-        Runs the same ops on CPU tensors (the kernels' references) when forced on a CPU backend,
-        which is how it is tested without a GPU.
-        """
-        import torch
-
-        from kernels import dispatch
-
-        dev = torch.device("cuda") if self.backend == "cuda" else torch.device("cpu")
-        dtype = torch.float16 if dev.type == "cuda" else torch.float32
-        # CUDA events at the stage boundaries give GPU milliseconds per stage (for the statistics only).
-        ev = [torch.cuda.Event(enable_timing=True) for _ in range(5)] if dev.type == "cuda" else []
-        t1 = time.perf_counter()
-        ft = torch.from_numpy(frame)
-        if ev:
-            ft = ft.pin_memory()
-            ev[0].record()
-            ft = ft.to(dev, non_blocking=True)
-            ev[1].record()
-        st.prepare_ms = (time.perf_counter() - t1) * 1000
-        t1 = time.perf_counter()
-        deltas: dict[tuple, torch.Tensor] = {}
-        for mix in (pmix, bmix):
-            if mix is not None:
-                k = tuple(sorted(mix.items()))
-                if k not in deltas and self.guides.device_map(mix, dev) is None:
-                    deltas[k] = self.guides.delta_torch(self.stylizer, ft, mix)
-        if dev.type == "cuda":
-            ev[2].record()
-            torch.cuda.current_stream().synchronize()
-        st.stylize_ms = (time.perf_counter() - t1) * 1000
-        mask_t = torch.ones(1, 1, device=dev)
-        if seg is not None:
-            mask, st.segment_ms = seg.result()
-            st.segmented = True
-            mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(dev, non_blocking=True)
-        t2 = time.perf_counter()
         if ev:
             ev[3].record()  # after the wait for the mask, which is CPU time
-        H, W = frame.shape[:2]
-        cfg = self.config
-
-        def treat(t: Treatment, mix: Mix | None):
-            if mix is not None:
-                cmap = self.guides.device_map(mix, dev)  # a guided style alone: its map, fused
-                return (cmap, "map") if cmap is not None else (deltas[tuple(sorted(mix.items()))], "delta")
-            if t.kind == "original":
-                return None, "image"
-            if t.kind == "color":
-                c = torch.tensor(t.color, dtype=dtype, device=dev).view(1, 3, 1, 1) / 255.0
-                return c, "image"
-            if t.kind == "blur":
-                # A wide blur loses nothing at quarter resolution; compositing upsamples it.
-                small = dispatch.prepare(ft, max(1, H // 4), max(1, W // 4), torch.float32)
-                sigma = min(64.0, t.blur * (W / 640.0) / 4)
-                return dispatch.masked_blur(small, mask_t, sigma, cfg.threshold, cfg.feather, dtype), "image"
-            key = (t.image, W, H, dev.type)
-            img = self._image_cache.get(key)
-            if img is None:
-                bgr = self.compositor.flat(t, frame)
-                img = dispatch.prepare(torch.from_numpy(np.ascontiguousarray(bgr)).to(dev), H, W, dtype)
-                self._image_cache = {key: img}
-            return img, "image"
-
-        fg, fg_mode = treat(person, pmix)
-        if seg is None:
-            bg, bg_mode = fg, fg_mode  # one region: alpha is 1 everywhere
-        else:
-            bg, bg_mode = treat(background, bmix)
-        out_t = dispatch.composite(ft, mask_t, fg, bg, fg_mode, bg_mode, cfg.threshold, cfg.feather,
-                                   self.strength)
-        out = out_t.cpu().numpy() if dev.type == "cuda" else out_t.numpy()
+        fg = self._layer(person, pmix, deltas, frame, ft, mask)
+        bg = self._layer(background, bmix, deltas, frame, ft, mask) if mask is not None else fg
+        out = self._composite(frame, ft, mask, fg, bg)
         if ev:
             ev[4].record()
             ev[4].synchronize()
@@ -340,6 +270,103 @@ class Pipeline:
         st.total_ms = (t3 - t0) * 1000
         st.t_done = time.perf_counter()
         return out, st
+
+    # ---- the two backends of the frame path ------------------------------------------------
+    def _cuda_events(self) -> list:
+        if not (self.device_path and self.backend == "cuda"):
+            return []
+        import torch
+
+        return [torch.cuda.Event(enable_timing=True) for _ in range(5)]
+
+    def _upload(self, frame: np.ndarray, ev: list):
+        """The frame as the compositor takes it: the array itself, or a tensor on the device path."""
+        if not self.device_path:
+            return frame
+        import torch
+
+        ft = torch.from_numpy(frame)
+        if self.backend != "cuda":
+            return ft
+        ft = ft.pin_memory()
+        ev[0].record()
+        ft = ft.to("cuda", non_blocking=True)
+        ev[1].record()
+        return ft
+
+    def _delta(self, ft, mix: Mix, precision: str, inputs: dict):
+        """A mix's change. On the host path guided styles (their colour maps) and LUT students make a
+        finished full-resolution image instead; on the device path a guided style alone needs no pass
+        (the compositing kernel applies its map)."""
+        if self.device_path:
+            if self.guides.device_map(mix, ft.device) is not None:
+                return None
+            return self.guides.delta_torch(self.stylizer, ft, mix)
+        if self.guides.split(mix)[1] or self.stylizer.paints_full_frame(mix):
+            return Layer("image", self.guides.stylize(self.stylizer, ft, mix))
+        return self.stylizer.delta(ft, mix, precision, inputs)
+
+    def _layer(self, t: Treatment, mix: Mix | None, deltas: dict, frame: np.ndarray, ft, mask):
+        """One region's treatment as a compositing layer (host :class:`Layer`, or ``(tensor, mode)``)."""
+        cfg = self.config
+        H, W = frame.shape[:2]
+        if not self.device_path:
+            if mix is not None:
+                d = deltas[tuple(sorted(mix.items()))]
+                return d if isinstance(d, Layer) else Layer("delta", d)
+            if t.kind == "original":
+                return Layer("original")
+            if t.kind == "blur":
+                if mask is None:
+                    weight = np.ones((2, 2), np.float32)
+                else:  # exactly the pixels compositing treats as background feed the blur
+                    weight = 1.0 - smoothstep_alpha(mask, (mask.shape[1], mask.shape[0]), cfg.threshold, cfg.feather)
+                return Layer("image", masked_blur_small(frame, weight, t.blur))
+            return Layer("image", self.compositor.flat(t, frame))
+
+        import torch
+
+        from kernels import dispatch
+
+        dev, dtype = ft.device, (torch.float16 if ft.is_cuda else torch.float32)
+        if mix is not None:
+            cmap = self.guides.device_map(mix, dev)  # a guided style alone: its map, fused into the kernel
+            return (cmap, "map") if cmap is not None else (deltas[tuple(sorted(mix.items()))], "delta")
+        if t.kind == "original":
+            return None, "image"
+        if t.kind == "color":
+            return torch.tensor(t.color, dtype=dtype, device=dev).view(1, 3, 1, 1) / 255.0, "image"
+        if t.kind == "blur":
+            # A wide blur loses nothing at quarter resolution; compositing upsamples it.
+            small = dispatch.prepare(ft, max(1, H // 4), max(1, W // 4), torch.float32)
+            sigma = min(64.0, t.blur * (W / 640.0) / 4)
+            return dispatch.masked_blur(small, self._mask_tensor(mask, dev), sigma, cfg.threshold, cfg.feather,
+                                        dtype), "image"
+        key = (t.image, W, H, dev.type)
+        img = self._image_cache.get(key)
+        if img is None:
+            bgr = self.compositor.flat(t, frame)
+            img = dispatch.prepare(torch.from_numpy(np.ascontiguousarray(bgr)).to(dev), H, W, dtype)
+            self._image_cache = {key: img}
+        return img, "image"
+
+    @staticmethod
+    def _mask_tensor(mask: np.ndarray | None, dev):
+        import torch
+
+        if mask is None:
+            return torch.ones(1, 1, device=dev)
+        return torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(dev, non_blocking=True)
+
+    def _composite(self, frame: np.ndarray, ft, mask: np.ndarray | None, fg, bg) -> np.ndarray:
+        if not self.device_path:
+            return self.compositor.composite(frame, mask, fg, bg, self.strength)
+        from kernels import dispatch
+
+        # Without a mask both regions are the same: alpha is 1 everywhere.
+        out_t = dispatch.composite(ft, self._mask_tensor(mask, ft.device), fg[0], bg[0], fg[1], bg[1],
+                                   self.config.threshold, self.config.feather, self.strength)
+        return out_t.cpu().numpy() if ft.is_cuda else out_t.numpy()
 
     def guide_text(self) -> str | None:
         """What steers the current style, for the status bar and log (``None``: not a guided style)."""

@@ -37,6 +37,9 @@ def add_pipeline_arguments(p, live: bool = False) -> None:
     p.add_argument("--cpu-engine", choices=("auto", "eager", "compile", "onnxruntime"), default="auto",
                    help="how the student runs on the CPU (default: the fastest measured here)")
     p.add_argument("--internal-size", metavar="WxH", help="resolution the student runs at (default: the pack's)")
+    p.add_argument("--split-precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="precision of the background's style when a frame has two (split); auto: bf16 on CPUs "
+                        "with native bfloat16")
     p.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
     p.add_argument("--seg-model", choices=("landscape", "square"), default="landscape",
                    help="MediaPipe selfie segmentation model")
@@ -69,4 +72,5 @@ def pipeline_config(args: argparse.Namespace):
         strength=strength, backend=args.backend, cpu_engine=args.cpu_engine,
         internal_size=parse_size(args.internal_size, "--internal-size") if args.internal_size else None,
         segmentation=not args.no_segmentation, seg_model=args.seg_model,
-        mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror), guide_every_ms=every)
+        mask_smoothing=args.mask_smoothing, mirror=bool(args.mirror), guide_every_ms=every,
+        split_precision=getattr(args, "split_precision", "auto"))

@@ -102,7 +102,8 @@ class StallProbe:
         self._last = now
 
 
-def _run_window(source: str, styles: list[str], preset: str, seconds: float, record: bool, out_dir: Path) -> dict:
+def _run_window(source: str, styles: list[str], preset: str, seconds: float, record: bool, out_dir: Path,
+                size: tuple[int, int] = (640, 480), first_s: float = 0.0) -> dict:
     from realtime.pipeline import Pipeline, PipelineConfig
     from ui.main_window import MainWindow
     from ui.settings import AppSettings
@@ -116,11 +117,17 @@ def _run_window(source: str, styles: list[str], preset: str, seconds: float, rec
     person, background = (Treatment("original"),) * 2 if preset == "passthrough" else PRESETS[preset]
     pipe = Pipeline(PipelineConfig(styles_dirs=styles, person=person, background=background))
     settings = AppSettings(QSettings(str(out_dir / "bench-settings.ini"), QSettings.Format.IniFormat))
-    win = MainWindow(pipe, SourceRequest(source, (640, 480), None, loop=True), settings, output_dir=out_dir,
+    win = MainWindow(pipe, SourceRequest(source, size, None, loop=True), settings, output_dir=out_dir,
                      explicit=frozenset({"preset"}))
     win.resize(1180, 720)
     win.show()
     win.start()
+    first: dict = {}
+    if first_s > 0:  # what the viewer sees from the start, while engines are measured and compiled
+        t_start = time.perf_counter()
+        _wait(app, lambda: time.perf_counter() - t_start >= first_s, first_s + 5)
+        first = {"first_seconds": first_s, "first_painted": win.view.painted_frames,
+                 "first_dropped": win.last_info.dropped if win.last_info else 0}
     # Warm up (engine choice, segmentation model load), then measure.
     _wait(app, lambda: win.worker.frames_processed >= 30, 60)
     if record:
@@ -147,7 +154,7 @@ def _run_window(source: str, styles: list[str], preset: str, seconds: float, rec
     return {"seconds": round(elapsed, 2), "fps_shown": round(painted / elapsed, 2),
             "fps_processed": round(processed / elapsed, 2), "dropped": dropped,
             "pipeline_total_ms_median": percentile(totals, 50),
-            "stall_ms": _summary(probe.lateness), "recording": recording}
+            "stall_ms": _summary(probe.lateness), "recording": recording, **first}
 
 
 def _wait(app, cond, timeout: float) -> None:
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="region preset of the live runs (default blur: segmentation on, person styled, "
                              "background blurred)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each live run")
+    parser.add_argument("--size", default="640x480", metavar="WxH", help="frame size of the live runs")
+    parser.add_argument("--first-seconds", type=float, default=30.0,
+                        help="also count the frames dropped in the first N seconds of the first live run (0: off)")
     parser.add_argument("--paints", type=int, default=300, help="frames in the paint benchmark")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -181,7 +191,14 @@ def main(argv: list[str] | None = None) -> int:
 
         source = str(DEMO_CLIP)
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    frames, _ = load_frames(source, (640, 480), 60)
+    from realtime.errors import InputError
+    from realtime.sizes import parse_size
+
+    try:
+        size = parse_size(args.size, "--size")
+    except InputError as e:
+        parser.error(str(e))  # one line and exit 2, like every other bad flag
+    frames, _ = load_frames(source, size, 60)
     result = {
         "benchmark": "ui",
         **provenance(qt=QT_VERSION_STR, pyqt=PYQT_VERSION_STR),
@@ -189,15 +206,17 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "qt_platform": app.platformName(),
         "source": source,
-        "frame_size": [640, 480],
+        "frame_size": list(size),
         "paint_1x": bench_paint(frames, 1.0, args.paints),
         "paint_2x": bench_paint(frames, 2.0, args.paints),
     }
     with tempfile.TemporaryDirectory() as tmp:
         result["preset"] = args.preset
-        result["live"] = _run_window(source, args.styles, args.preset, args.seconds, False, Path(tmp))
-        result["live_recording"] = _run_window(source, args.styles, args.preset, args.seconds, True, Path(tmp))
-        result["live_passthrough"] = _run_window(source, args.styles, "passthrough", args.seconds, False, Path(tmp))
+        result["live"] = _run_window(source, args.styles, args.preset, args.seconds, False, Path(tmp), size,
+                                     args.first_seconds)
+        result["live_recording"] = _run_window(source, args.styles, args.preset, args.seconds, True, Path(tmp), size)
+        result["live_passthrough"] = _run_window(source, args.styles, "passthrough", args.seconds, False, Path(tmp),
+                                                 size)
         for k in ("live", "live_recording", "live_passthrough"):
             result[k].pop("recording", None)
     ui_ms = result["paint_1x"]["show_and_paint_ms"]["median"] + result["paint_1x"]["qimage_ms"]["median"]

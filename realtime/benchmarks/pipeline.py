@@ -66,6 +66,7 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     comparison = {}
     if pipe.backend == "cpu" and pipe.style is not None and pipe.style.student and compare_engines:
         progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
+        pipe.stylizer.wait_ready()  # no background engine work may run while engines are timed
         pack = pipe.registry.pack_of(pipe.style)
         w, h = pipe.stylizer.size_for(size[0], size[1], pack)
         net = pack.build()
@@ -95,6 +96,9 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     result["stages_ms"] = _stage_medians(stats)
     result["stages_ms_p95"] = {k: percentile([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
 
+    progress("same-process comparison: alternating blocks of frames…")
+    result["same_process"] = _same_process(pipe, data, blocks=6, per_block=max(5, min(15, frames // 20)))
+
     progress(f"latency: source paced at {src_fps:.0f} fps…")
     lat, dropped = _paced_latency(pipe, source, size, frames)
     result["latency_ms_p50"] = percentile(lat, 50)
@@ -110,6 +114,8 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     runner = next(iter(pipe.stylizer._runners.values()), None)
     result["cpu_engine"] = runner.engine.name if runner else None
     result["guide"] = _guide_result(pipe)
+    result["engines"] = pipe.stylizer.engines()  # every pack and size in use (a split's second style too)
+    result["engine_comparisons"] = pipe.stylizer.comparisons()
 
     if baselines:
         stylize_med = result["stages_ms"]["stylize"] + result["stages_ms"]["prepare"]
@@ -152,6 +158,52 @@ def _guide_result(pipe: Pipeline) -> dict | None:
             "teacher_ms_median": round(float(np.median(times)), 2) if times else None,
             "keyframe_interval_ms": round(st.interval_ms, 1) if st else None,
             "keyframes": st.keyframes if st else 0}
+def _same_process(pipe: Pipeline, data: list[np.ndarray], blocks: int = 3, per_block: int = 30) -> dict:
+    """The pipeline as configured against variants of it, in alternating blocks of the same frames.
+
+    Other work on a shared machine moves absolute numbers a lot; ratios of blocks interleaved in one
+    process do not. Variants: torch with one intra-op thread instead of its default, and for two
+    styles a frame the background's style in fp32 when it runs in bfloat16.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+
+    def set_threads(n: int):
+        return lambda: torch.set_num_threads(n)
+
+    variants: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {"as_configured": (lambda: None, lambda: None)}
+    if threads > 1:
+        variants["torch_threads_1"] = (set_threads(1), set_threads(threads))
+    if pipe.split_precision == "bf16" and pipe.person.kind == "style" and pipe.background.kind == "style":
+        variants["split_fp32"] = (lambda: setattr(pipe, "split_precision", "fp32"),
+                                  lambda: setattr(pipe, "split_precision", "bf16"))
+    runs: dict[str, list[FrameStats]] = {k: [] for k in variants}
+    intervals: dict[str, list[float]] = {k: [] for k in variants}
+    i = 0
+    for _ in range(blocks):
+        for name, (enter, leave) in variants.items():
+            enter()
+            try:
+                pipe.process(data[i % len(data)])  # the first frame of a block settles the switch
+                done = []
+                for _ in range(per_block):
+                    i += 1
+                    _, st = pipe.process(data[i % len(data)])
+                    runs[name].append(st)
+                    done.append(st.t_done)
+                intervals[name] += list(np.diff(done) * 1000)
+            finally:
+                leave()
+    out: dict = {"blocks": blocks, "frames_per_block": per_block, "torch_threads": threads}
+    base = None
+    for name in variants:
+        fps = 1000.0 / float(np.median(intervals[name]))
+        base = base or fps
+        out[name] = {"fps_median": round(fps, 2), "fps_ratio_to_as_configured": round(fps / base, 3),
+                     "total_ms_p95": percentile([s.total_ms for s in runs[name]], 95),
+                     "stages_ms": _stage_medians(runs[name])}
+    return out
 
 
 def _paced_latency(pipe: Pipeline, source: str, size: tuple[int, int], frames: int) -> tuple[list[float], int]:

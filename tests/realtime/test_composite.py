@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from realtime.composite import Compositor, Treatment, cover_resize, masked_blur, smoothstep_alpha
+from realtime.composite import (
+    Compositor, Layer, Treatment, blur_scale, cover_resize, masked_blur, masked_blur_small, smoothstep_alpha,
+)
 from realtime.errors import InputError
 
 
@@ -81,3 +83,73 @@ def test_cover_resize_keeps_aspect():
     out = cover_resize(img, (64, 48))
     assert out.shape == (48, 64, 3)
     assert out[:, 32].min() > 0  # the centre stripe is still in the middle
+
+
+def _reference_alpha(mask, size, threshold, feather):
+    import torch
+
+    from kernels.reference import feather_alpha, resize_bilinear
+
+    m = resize_bilinear(torch.from_numpy(mask)[None], size[1], size[0])[0]
+    return feather_alpha(m, threshold, feather).numpy()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (161, 97)])
+def test_smoothstep_alpha_matches_the_kernel_reference(size):
+    mask = np.random.default_rng(1).random((13, 17)).astype(np.float32)
+    out, tmp = np.full((size[1], size[0]), 7, np.float32), np.empty((size[1], size[0]), np.float32)
+    a = smoothstep_alpha(mask, size, 0.4, 0.15, out=out, tmp=tmp)
+    assert a is out
+    np.testing.assert_allclose(a, _reference_alpha(mask, size, 0.4, 0.15), atol=2e-5)
+    hard = smoothstep_alpha(mask, size, 0.4, 0.0)
+    np.testing.assert_array_equal(hard, _reference_alpha(mask, size, 0.4, 0.0))
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_composite_matches_the_kernel_reference(strength):
+    import torch
+
+    from kernels.reference import composite as ref_composite
+
+    rng = np.random.default_rng(2)
+    H, W = 61, 83
+    frame = rng.integers(0, 256, (H, W, 3), np.uint8)
+    mask = rng.random((9, 16)).astype(np.float32)
+    delta = ((rng.random((15, 21, 3)) - 0.5) * 0.4).astype(np.float32)  # BGR change, 0..1 units
+    image = rng.integers(0, 256, (11, 13, 3), np.uint8)  # sampled bilinearly like a small blur
+    c = Compositor(0.4, 0.15)
+    out = c.composite(frame, mask, Layer("delta", delta), Layer("image", image), strength)
+
+    def rgb(a):  # (h, w, 3) BGR → [1, 3, h, w] RGB, as the reference takes treatments
+        return torch.from_numpy(np.ascontiguousarray(a[:, :, ::-1].transpose(2, 0, 1)))[None].float()
+
+    ref = ref_composite(torch.from_numpy(frame), torch.from_numpy(mask), rgb(np.rint(delta * 255) / 255),
+                        rgb(image) / 255.0, "delta", "image", 0.4, 0.15, strength).numpy()
+    diff = np.abs(out.astype(int) - ref.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.3, (diff.max(), diff.mean())
+
+
+def test_composite_returns_a_new_frame_each_time():
+    """Intermediates are reused between frames; the returned frame never is."""
+    c = Compositor()
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (40, 60, 3), np.uint8) for _ in range(2)]
+    mask = rng.random((10, 15)).astype(np.float32)
+    d = np.full((10, 15, 3), 0.1, np.float32)
+    first = c.composite(frames[0], mask, Layer("delta", d), Layer("original"), 1.0)
+    kept = first.copy()
+    second = c.composite(frames[1], mask, Layer("delta", d), Layer("original"), 1.0)
+    assert second is not first and np.array_equal(first, kept)
+    only = c.composite(frames[0], None, Layer("original"), Layer("original"), 1.0)
+    assert only is not frames[0] and np.array_equal(only, frames[0])
+    half = c.composite(frames[0], None, Layer("image", np.zeros((1, 1, 3), np.uint8)), Layer("original"), 0.5)
+    assert np.abs(half.astype(int) - frames[0] // 2).max() <= 1
+
+
+def test_blur_scale_and_small_blur():
+    assert blur_scale(640, 12) == 4 and blur_scale(1280, 12) == 8 and blur_scale(1280, 4) == 4
+    frame = np.full((720, 1280, 3), 200, np.uint8)
+    small = masked_blur_small(frame, np.ones((9, 16), np.float32), 12)
+    assert small.shape == (90, 160, 3) and (small == 200).all()
+    # all person: no background around, the blur is black there (the person covers it)
+    assert (masked_blur_small(frame, np.zeros((9, 16), np.float32), 12) == 0).all()

@@ -49,3 +49,17 @@ def test_cached_compile_choice_serves_frames_at_once_and_swaps_in_later(tmp_path
     runner.close()
     assert runner.engine.name == "compile" and "fastest measured" in runner.engine_reason
     np.testing.assert_allclose(runner.run(x, rows), first, atol=1e-4)  # same student, other engine
+
+
+def test_background_compile_shortens_the_switch_interval_and_restores_it():
+    import sys
+
+    from realtime.stylizer import background_compile
+
+    before = sys.getswitchinterval()
+    with background_compile():
+        assert sys.getswitchinterval() <= 0.0005
+        with background_compile():  # two packs compiling at once
+            pass
+        assert sys.getswitchinterval() <= 0.0005  # still compiling
+    assert sys.getswitchinterval() == before

@@ -24,6 +24,7 @@ def portrait():
 
 def cfg(packs, **kw):
     kw.setdefault("cpu_engine", "eager")
+    kw.setdefault("split_precision", "fp32")  # the bfloat16 path compiles; its own tests stub the compiler
     return PipelineConfig(styles_dirs=[str(packs)], include_user_styles=False, include_shipped_styles=False, **kw)
 
 
@@ -31,7 +32,7 @@ def test_process_all_preset_runs_one_pass_without_segmentation(packs):
     with Pipeline(cfg(packs)) as p:
         calls = []
         orig = p.stylizer.delta
-        p.stylizer.delta = lambda f, m: calls.append(m) or orig(f, m)
+        p.stylizer.delta = lambda f, m, *a: calls.append(m) or orig(f, m, *a)
         out, st = p.process(synthetic_frame())
         assert out.shape == (120, 160, 3) and out.dtype == np.uint8
         assert not st.segmented and len(calls) == 1
@@ -54,9 +55,21 @@ def test_split_uses_two_styles(packs, portrait):
         p.set_preset("split")
         calls = []
         orig = p.stylizer.delta
-        p.stylizer.delta = lambda f, m: calls.append(m) or orig(f, m)
+        p.stylizer.delta = lambda f, m, *a: calls.append(m) or orig(f, m, *a)
         p.process(portrait)
     assert [list(m) for m in calls] == [["one/a"], ["one/b"]]
+
+
+def test_split_prepares_the_frame_once(packs, portrait, monkeypatch):
+    import realtime.stylizer as stylizer
+
+    sizes = []
+    orig = stylizer.prepare
+    monkeypatch.setattr(stylizer, "prepare", lambda f, size: sizes.append(size) or orig(f, size))
+    with Pipeline(cfg(packs)) as p:
+        p.set_preset("split")
+        p.process(portrait)
+    assert sizes == [(160, 120)]
 
 
 def test_blur_background_and_colour(packs, portrait):
@@ -140,3 +153,87 @@ def test_device_path_blur(packs, portrait):
     assert st.segmented and out.shape == portrait.shape
     assert out[20:60, 0:40].std() < portrait[20:60, 0:40].std()
     assert np.abs(out[45:70, 130:160].astype(int) - portrait[45:70, 130:160]).mean() < 3
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """torch.compile as the identity: the bfloat16 engine's numerics without seconds of compiling."""
+    import torch
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+
+
+def test_split_background_in_bf16_stays_close_to_fp32(packs, portrait, no_compile, monkeypatch):
+    import realtime.stylizer as stylizer
+
+    # Which engine is faster is measured; here bfloat16 always "wins", so its numerics are what run.
+    monkeypatch.setattr(stylizer, "time_engine", lambda engine, *a, **k: 1.0 if engine.name == "compile-bf16" else 2.0)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        with Pipeline(cfg(packs, split_precision=precision, mask_smoothing=0.0)) as p:
+            p.set_preset("split")
+            outs[precision], st = p.process(portrait)
+            engines = p.stylizer.engines()
+            comparisons = p.stylizer.comparisons()
+    assert st.segmented
+    assert set(engines) == {"one@160x120", "one@160x120 bf16"}
+    cmp = comparisons["one@160x120 bf16"]  # timed against the fp32 engine; the faster one runs
+    assert cmp["chosen"] == "compile-bf16" and cmp["compile-bf16_ms"] < cmp["eager_ms"]
+    assert engines["one@160x120 bf16"] == "compile-bf16"
+    full, cheap, x = (a.astype(float) for a in (outs["fp32"], outs["bf16"], portrait))
+    off = np.linalg.norm(cheap - full) / np.linalg.norm(full - x)  # 1 - fidelity to the fp32 frame
+    assert 0 < off < 0.05, off
+
+
+def test_bf16_engine_matches_fp32_student(packs, no_compile):
+    from realtime.styles import StyleRegistry
+    from realtime.stylizer import CompileBf16Engine, EagerEngine
+
+    pack = StyleRegistry([str(packs)], include_user=False, include_shipped=False).packs["one"]
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    w = np.array([[0.0, 1.0]], np.float32)
+    ref = EagerEngine(pack.build())(x, w)
+    y = CompileBf16Engine(pack.build())(x, w)
+    assert y.dtype == np.float32 and y.shape == ref.shape
+    change = np.linalg.norm(ref - x)
+    assert np.linalg.norm(y - ref) < 0.05 * change  # random weights: within 5 % of the change (shipped: ~0.7 %)
+
+
+def test_split_bf16_first_frames_run_on_the_fp32_engine(packs, portrait, no_compile):
+    """With the engine chosen automatically, the bfloat16 student is compiled and timed off the frame thread."""
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="bf16")) as p:
+        p.set_preset("split")
+        p.process(portrait)
+        p.stylizer.wait_ready()
+        out, st = p.process(portrait)
+        assert st.segmented and out.shape == portrait.shape
+        assert "one@160x120 bf16" in p.stylizer.comparisons()
+
+
+def test_split_precision_is_checked(packs):
+    with pytest.raises(InputError, match="--split-precision"):
+        Pipeline(cfg(packs, split_precision="int8"))
+    with pytest.raises(InputError, match="CPU backend"):
+        Pipeline(cfg(packs, split_precision="bf16", device_path=True))
+    with Pipeline(cfg(packs, split_precision="auto", device_path=True)) as p:
+        assert p.split_precision == "fp32"
+
+
+def test_split_bf16_measured_slower_is_not_compiled_again(packs, portrait, no_compile, monkeypatch, tmp_path):
+    import realtime.stylizer as stylizer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing measured by other tests
+
+    monkeypatch.setattr(stylizer, "time_engine", lambda engine, *a, **k: 2.0 if engine.name == "compile-bf16" else 1.0)
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="bf16")) as p:
+        p.set_preset("split")
+        p.process(portrait)
+        p.stylizer.wait_ready()
+        assert p.stylizer.comparisons()["one@160x120 bf16"]["chosen"] != "compile-bf16"
+    compiled = []
+    monkeypatch.setattr(stylizer, "CompileBf16Engine", lambda net: compiled.append(net))
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="bf16")) as p:
+        p.set_preset("split")
+        p.process(portrait)
+        p.stylizer.wait_ready()
+        assert not compiled and p.stylizer.engines()["one@160x120 bf16"] != "compile-bf16"
