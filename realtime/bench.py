@@ -120,7 +120,8 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
 
     # CPU engines: measure all three on the student as it runs here, store the winner for live use.
     comparison = {}
-    if pipe.backend == "cpu" and pipe.style is not None and compare_engines:
+    if (pipe.backend == "cpu" and pipe.style is not None and compare_engines
+            and pipe.registry.pack_of(pipe.style).kind != "lut"):  # a LUT pack runs no student engine
         progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
         pack = pipe.registry.pack_of(pipe.style)
         w, h = pipe.stylizer.size_for(size[0], size[1], pack)

@@ -54,6 +54,7 @@ class StyleInfo:
     metrics: dict = field(default_factory=dict)
     teacher: dict = field(default_factory=dict)
     hotkey: str | None = None
+    learned: dict = field(default_factory=dict)  # for looks learned from photos: where from, how long
 
     @property
     def key(self) -> str:
@@ -62,7 +63,8 @@ class StyleInfo:
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "pack": self.pack, "hotkey": self.hotkey,
                 "metrics": self.metrics, "teacher": self.teacher,
-                "preview": str(self.preview) if self.preview else None}
+                "preview": str(self.preview) if self.preview else None,
+                **({"learned": self.learned} if self.learned else {})}
 
 
 @dataclass
@@ -173,7 +175,8 @@ def load_pack(path: str | os.PathLike) -> StylePack:
         prev = s.get("preview")
         styles.append(StyleInfo(id=sid, name=str(s.get("name") or sid), pack=pack_name, index=i,
                                 preview=(path / prev) if prev and (path / prev).is_file() else None,
-                                metrics=dict(s.get("metrics") or {}), teacher=dict(s.get("teacher") or {})))
+                                metrics=dict(s.get("metrics") or {}), teacher=dict(s.get("teacher") or {}),
+                                learned=dict(s.get("learned") or {})))
     return StylePack(path=path, name=pack_name, meta=meta, styles=styles, state_dict=state)
 
 
