@@ -51,7 +51,9 @@ from realtime.lut import LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_
 log = logging.getLogger("stylecam")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-#: Fewest usable style photos a run accepts (see ARCHITECTURE.md: with 2 the critic memorises them).
+#: Fewest usable style photos a run accepts. Measured on a known colour matrix learned unpaired on synthetic
+#: pictures (150 steps, two seeds): fidelity 0.16-0.29 from 1 photo, 0.31-0.35 from 2, 0.43-0.49 from 4,
+#: 0.49-0.53 from 8, 0.55-0.57 from 16 — below 4 the look is mostly the few photos' own colours.
 MIN_STYLE_PHOTOS = 4
 #: Fewest usable content photos.
 MIN_CONTENT_PHOTOS = 2

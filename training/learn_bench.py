@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ceiling-steps", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a LearnConfig field for the unpaired run, e.g. w_smooth=100 (repeatable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -157,15 +159,24 @@ def main(argv: list[str] | None = None) -> int:
         "mean_std_transfer": score(hx, hy, [mean_std(x, pooled) for x in hx]),
     }
     t1 = time.perf_counter()
-    ceil = fit_pairs(bx, by, args.ceiling_steps, args.seed)
-    with torch.no_grad():
-        res["ceiling_pairs_fitted"] = score(hx, hy, [ceil(x, torch.ones(1, 1)) for x in hx])
+    ceil = fit_pairs(bx, by, args.ceiling_steps, args.seed) if args.ceiling_steps else None
+    if ceil is not None:
+        with torch.no_grad():
+            res["ceiling_pairs_fitted"] = score(hx, hy, [ceil(x, torch.ones(1, 1)) for x in hx])
     res["ceiling_seconds"] = round(time.perf_counter() - t1, 1)
 
     style = PhotoSet(style_imgs, a_names, [str(style_dir)])
     content = PhotoSet(b, b_names, ["bundled portraits (content side)"])
     cfg = LearnConfig(style_photos=[str(style_dir)], out=str(out / "pack"), style_name=f"Learned {args.look}",
                       minutes=args.minutes, seed=args.seed, progress=False)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            ap.error(f"--set {item}: no such setting")
+        old = getattr(cfg, key)
+        setattr(cfg, key, value.lower() in ("1", "true", "yes") if isinstance(old, bool) else type(old)(value))
+    res["learn_config"] = {k: getattr(cfg, k) for k in ("w_adv", "w_sw", "w_struct", "w_ident", "w_smooth",
+                                                       "w_mono", "lr", "gan", "r1", "batch")}
     run = learn(cfg, style, content)
     net = LutNet("lut3d-17", 16, 1)
     from realtime.styles import load_pack
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     # the known-answer result goes into the pack
     meta = json.loads((run.out / "pack.json").read_text())
     meta["styles"][0]["metrics"]["known_answer"] = {k: res[k] for k in ("look", "baselines", "ceiling_pairs_fitted",
-                                                                        "learned_unpaired", "held_out")}
+                                                                        "learned_unpaired", "held_out") if k in res}
     (run.out / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
     grid = [np.concatenate([to_u8(x), to_u8(y), to_u8(o)], 1) for x, y, o in zip(hx, hy, outs)]
     cv2.imwrite(str(out / "held_out.jpg"), cv2.cvtColor(np.concatenate([cv2.resize(g, (3 * FRAME_W, 240))
