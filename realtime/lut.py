@@ -69,24 +69,11 @@ def apply_lut(lut: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     n, _, h, w = x.shape
     if lut.dim() == 4:
         lut = lut.unsqueeze(0).expand(n, -1, -1, -1, -1)
-    d = lut.shape[-1]
-    p = x.clamp(0.0, 1.0).reshape(n, 3, h * w) * (d - 1)
-    i0 = p.detach().floor().clamp_(0, d - 2)
-    f = p - i0  # in [0, 1]; a value of exactly 1.0 lands on the last cell with f = 1
-    i0 = i0.long()
-    base = (i0[:, 0] * d + i0[:, 1]) * d + i0[:, 2]  # [N, HW]
-    flat = lut.reshape(n, 3, d * d * d)
-    fr, fg, fb = f[:, 0:1], f[:, 1:2], f[:, 2:3]  # [N, 1, HW]
-    out = torch.zeros(n, 3, h * w, dtype=lut.dtype, device=lut.device)
-    for dr in (0, 1):
-        wr = fr if dr else 1 - fr
-        for dg in (0, 1):
-            wrg = wr * (fg if dg else 1 - fg)
-            for db in (0, 1):
-                wt = wrg * (fb if db else 1 - fb)
-                idx = (base + (dr * d * d + dg * d + db)).unsqueeze(1).expand(n, 3, h * w)
-                out = out + wt * flat.gather(2, idx)
-    return out.view(n, 3, h, w)
+    # grid_sample's (x, y, z) index (W, H, D) = (b, g, r) of the table; align_corners puts 0 and 1 on
+    # the end lattice points, and border padding clamps values outside [0, 1] to the cube's faces.
+    grid = (x.clamp(0.0, 1.0) * 2 - 1).flip(1).permute(0, 2, 3, 1).unsqueeze(1)  # [N, 1, H, W, 3]
+    out = F.grid_sample(lut, grid.to(lut.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, :, 0]  # [N, 3, H, W]
 
 
 def apply_lut_reference(lut: np.ndarray, rgb: np.ndarray) -> np.ndarray:
@@ -212,7 +199,9 @@ class LutTable:
         # [3, D, D, D] → [3, 64, 64, 64]: linear along b, then g, then r (plain matmuls on contiguous data)
         t = np.ascontiguousarray(lut, np.float32) @ m.T  # [3, Dr, Dg, 64b]
         t = np.matmul(m, t)  # [3, Dr, 64g, 64b]
-        t = np.matmul(m, t.reshape(3, d, CELLS * CELLS)).reshape(3, CELLS, CELLS, CELLS)  # [3, 64r, 64g, 64b]
+        t = t.reshape(3, d, CELLS * CELLS)
+        # one 2-D product per channel: numpy's broadcast matmul would not call BLAS here (70 ms instead of 1)
+        t = np.stack([m @ t[c] for c in range(3)]).reshape(3, CELLS, CELLS, CELLS)  # [3, 64r, 64g, 64b]
         c = _centres()
         # BGR change in levels, as int16, one 4×int16 word per cell so a single uint64 gather fetches it.
         packed = np.zeros((CELLS, CELLS, CELLS, 4), np.int16)

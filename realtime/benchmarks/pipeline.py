@@ -64,7 +64,8 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
 
     # CPU engines: measure all three on the student as it runs here, store the winner for live use.
     comparison = {}
-    if pipe.backend == "cpu" and pipe.style is not None and pipe.style.student and compare_engines:
+    if (pipe.backend == "cpu" and pipe.style is not None and pipe.style.student and compare_engines
+            and pipe.registry.pack_of(pipe.style).kind != "lut"):  # a LUT pack runs no student engine
         progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
         pipe.stylizer.wait_ready()  # no background engine work may run while engines are timed
         pack = pipe.registry.pack_of(pipe.style)

@@ -37,7 +37,7 @@ def make_lut_pack(path: Path, styles=("warm",), arch: str = "lut3d-17", seed: in
         net.head_w.normal_(0, 0.05, generator=g)
     meta = {"name": name or path.name, "description": "random LUTs for tests", "license": "CC0-1.0",
             "styles": [{"id": s, "name": s.title(), "metrics": {"fidelity_gain": 0.8},
-                        "learned": {"style_photos": ["x/"], "count": 12}} for s in styles]}
+                        "learned": {"style_photos": ["x/"], "style_photo_count": 12}} for s in styles]}
     return save_pack(path, net, meta)
 
 
