@@ -200,8 +200,10 @@ class LutTable:
         t = np.ascontiguousarray(lut, np.float32) @ m.T  # [3, Dr, Dg, 64b]
         t = np.matmul(m, t)  # [3, Dr, 64g, 64b]
         t = t.reshape(3, d, CELLS * CELLS)
-        # one 2-D product per channel: numpy's broadcast matmul would not call BLAS here (70 ms instead of 1)
-        t = np.stack([m @ t[c] for c in range(3)]).reshape(3, CELLS, CELLS, CELLS)  # [3, 64r, 64g, 64b]
+        # One 2-D product per channel, single-threaded (einsum's own loop, ~0.4 ms each): in a process that
+        # also runs torch and MediaPipe, a threaded BLAS or OpenCV gemm this small waits for its threads on a
+        # busy CPU (8-50 ms a call, measured).
+        t = np.stack([np.einsum("ij,jk->ik", m, t[c]) for c in range(3)]).reshape(3, CELLS, CELLS, CELLS)
         c = _centres()
         # BGR change in levels, as int16, one 4×int16 word per cell so a single uint64 gather fetches it.
         packed = np.zeros((CELLS, CELLS, CELLS, 4), np.int16)

@@ -28,6 +28,46 @@ BLEND = 0.5  # weight of a new prediction in the running average
 SCENE_CUT = 0.12  # mean absolute thumbnail change (0..1) that resets the average
 
 
+class NumpyWeights:
+    """The thumbnail CNN and LUT blend of a :class:`LutNet` in numpy, for the live CPU path.
+
+    The network is tiny (four 3×3 stride-2 convolutions on 32×32); run by torch between frames its
+    thread pool wakes and spins on a busy CPU (measured 12 ms per convolution beside segmentation and
+    other processes), while these few small matrix products take a fraction of a millisecond.
+    """
+
+    def __init__(self, net: LutNet):
+        convs = [m for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
+        self.convs = [(c.weight.detach().numpy().reshape(c.out_channels, -1).astype(np.float32),
+                       c.bias.detach().numpy().astype(np.float32)) for c in convs]
+        self.head_w = net.head_w.detach().numpy()  # [S, K, F]
+        self.head_b = net.head_b.detach().numpy()  # [S, K]
+        self.basis = net.basis.detach().numpy().reshape(net.num_styles, net.bases, -1)  # [S, K, 3·D³]
+        self.ident = net.ident.numpy().reshape(-1)
+        self.dim = net.dim
+
+    def weights(self, thumb: np.ndarray) -> np.ndarray:
+        """``thumb``: float32 RGB ``[3, 32, 32]`` in [0, 1] → weights ``[S, K]``."""
+        mean = thumb.mean((1, 2))
+        spread = np.sqrt(np.maximum((thumb * thumb).mean((1, 2)) - mean * mean, 1e-8))
+        f = thumb * 2 - 1
+        for w, b in self.convs:  # 3×3, stride 2, padding 1, as im2col + one product
+            c, h, wd = f.shape
+            p = np.pad(f, ((0, 0), (1, 1), (1, 1)))
+            cols = np.stack([p[:, ky:ky + h:2, kx:kx + wd:2] for ky in range(3) for kx in range(3)], 1)
+            f = (w @ cols.reshape(c * 9, -1) + b[:, None]).reshape(-1, (h + 1) // 2, (wd + 1) // 2)
+            f = np.where(f > 0, f, 0.2 * f)
+        feat = np.concatenate([f.mean((1, 2)), mean, spread]).astype(np.float32)
+        return np.einsum("skf,f->sk", self.head_w, feat) + self.head_b
+
+    def lut(self, wk: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
+        """``identity + Σ_s row_weight_s Σ_k wk_sk · basis_sk`` as ``[3, D, D, D]``."""
+        sk = (wk * row_weights[:, None]).reshape(-1)
+        res = sk @ self.basis.reshape(len(sk), -1)
+        d = self.dim
+        return (self.ident + res).reshape(3, d, d, d).astype(np.float32)
+
+
 class LutRunner:
     """One LUT pack's network with its temporal state (weights averaged over refreshes).
 
@@ -44,6 +84,9 @@ class LutRunner:
         self._wk: torch.Tensor | None = None  # [1, S, K] running average
         self._thumb: torch.Tensor | None = None
         self._frame = 0
+        self.np_net = NumpyWeights(self.net)
+        self._wk_np: np.ndarray | None = None
+        self._thumb_np: np.ndarray | None = None
 
     def weights(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The averaged mixing weights ``[1, S, K]`` for this frame: uint8 BGR ``(H, W, 3)`` (host), or
@@ -66,13 +109,24 @@ class LutRunner:
         self._wk = wk if cut else self._wk + self.blend * (wk - self._wk)
         return self._wk
 
+    def host_weights(self, frame: np.ndarray) -> np.ndarray:
+        """Like :meth:`weights` for a uint8 BGR frame on the host, in numpy: ``[S, K]``."""
+        due = self._wk_np is None or self._frame % self.refresh == 0
+        self._frame += 1
+        if not due:
+            return self._wk_np
+        small = cv2.resize(frame, THUMB, interpolation=cv2.INTER_AREA)
+        thumb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255)
+        cut = self._thumb_np is None or float(np.abs(thumb - self._thumb_np).mean()) > SCENE_CUT
+        self._thumb_np = thumb
+        wk = self.np_net.weights(thumb)
+        self._wk_np = wk if cut else self._wk_np + self.blend * (wk - self._wk_np)
+        return self._wk_np
+
     def lut(self, frame: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
         """``[3, D, D, D]`` float32 for a weighted sum of this pack's styles (weights need not sum to 1:
         the result is ``identity + Σ row_weight · residual``)."""
-        wk = self.weights(frame)
-        with torch.inference_mode():
-            sw = torch.from_numpy(np.asarray(row_weights, np.float32))[None]
-            return self.net.lut_from_weights(wk, sw)[0].numpy()
+        return self.np_net.lut(self.host_weights(frame), np.asarray(row_weights, np.float32))
 
 
 class LutState:
@@ -81,7 +135,7 @@ class LutState:
     def __init__(self):
         self.runners: dict[str, LutRunner] = {}
         self._lock = threading.Lock()
-        self._key: bytes | None = None
+        self._key: np.ndarray | None = None  # the LUT the table was built from
         self._table: LutTable | None = None
         self.table_ms = 0.0
 
@@ -98,14 +152,14 @@ class LutState:
         if len(dims) > 1:  # packs on different lattices: resample to the finest
             d = max(dims)
             luts = [(lut if lut.shape[-1] == d else _resample(lut, d), w) for lut, w in luts]
-        key = b"".join(lut.tobytes() + np.float32(w).tobytes() for lut, w in luts)
-        if key != self._key:
+        d = luts[0][0].shape[-1]
+        ident = _identity_np(d)
+        total = ident + sum(w * (lut - ident) for lut, w in luts)
+        # Rebuild only when some entry moved by a quarter of an 8-bit level: a settled average costs nothing.
+        if self._key is None or self._key.shape != total.shape or float(np.abs(total - self._key).max()) > 0.25 / 255:
             t0 = time.perf_counter()
-            d = luts[0][0].shape[-1]
-            ident = _identity_np(d)
-            total = ident + sum(w * (lut - ident) for lut, w in luts)
             self._table = LutTable(total.astype(np.float32))
-            self._key = key
+            self._key = total
             self.table_ms = (time.perf_counter() - t0) * 1000
         return self._table
 

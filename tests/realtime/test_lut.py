@@ -143,6 +143,29 @@ def test_lut_runner_refreshes_and_blends_over_time(tmp_path):
     with torch.inference_mode():
         target = runner.net.weights(runner._thumb, torch.ones(1, 1))
     assert torch.allclose(w2, w0 + 0.5 * (target - w0), atol=1e-6)
+    # the host path runs the same network in numpy, with the same schedule
+    runner = LutRunner(load_pack(tmp_path / "learned"), refresh=2, blend=0.5)
+    h0 = runner.host_weights(f).copy()
+    np.testing.assert_allclose(h0, w0[0].numpy(), atol=1e-5)
+    assert np.array_equal(runner.host_weights(g), h0)
+    np.testing.assert_allclose(runner.host_weights(g), w2[0].numpy(), atol=1e-5)
+
+
+def test_numpy_weights_and_lut_match_the_network():
+    from realtime.lut_live import NumpyWeights
+
+    net = LutNet("lut3d-17", 8, 2)
+    with torch.no_grad():
+        net.basis.normal_(0, 0.05)
+        net.head_w.normal_(0, 0.1)
+    thumb = torch.rand(1, 3, 32, 32)
+    npw = NumpyWeights(net)
+    with torch.no_grad():
+        wk = net.weights(thumb, torch.ones(1, 2) / 2)
+        lut = net.lut_from_weights(wk, torch.tensor([[0.25, 0.75]]))
+    got = npw.weights(thumb[0].numpy())
+    np.testing.assert_allclose(got, wk[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(npw.lut(got, np.array([0.25, 0.75], np.float32)), lut[0].numpy(), atol=1e-5)
 
 
 def test_lut_and_cin_packs_crossfade_regions_and_device_path(tmp_path):
