@@ -210,11 +210,7 @@ class Pipeline:
         if self.mirror:
             frame = np.ascontiguousarray(frame[:, ::-1])
         person, background = self.person, self.background
-        pmix = self._mix_for(person) if person.kind == "style" else None
-        bmix = self._mix_for(background) if background.kind == "style" else None
-        same = person.kind == background.kind and (
-            pmix == bmix if person.kind == "style" else replace(person) == replace(background))
-        need_mask = self.config.segmentation and not same
+        pmix, bmix, need_mask = self._plan_regions(person, background)
         self.guides.before_frame(frame, [*(pmix or {}), *(bmix or {})])
 
         seg: Future | None = None
@@ -231,15 +227,7 @@ class Pipeline:
         ft = self._upload(frame, ev)
         st.prepare_ms = (time.perf_counter() - t1) * 1000
         t1 = time.perf_counter()
-        deltas: dict[tuple, object] = {}
-        inputs: dict = {}  # the frame prepared at an internal size, shared by both passes of a split
-        two_styles = pmix is not None and bmix is not None and pmix != bmix and need_mask
-        for mix, precision in ((pmix, "fp32"), (bmix if need_mask else None,
-                                                self.split_precision if two_styles else "fp32")):
-            if mix is not None:
-                k = tuple(sorted(mix.items()))
-                if k not in deltas:
-                    deltas[k] = self._delta(ft, mix, precision, inputs)
+        deltas = self._stylize_passes(ft, pmix, bmix, need_mask)
         if ev:
             import torch
 
@@ -262,14 +250,36 @@ class Pipeline:
         if ev:
             ev[4].record()
             ev[4].synchronize()
-            st.gpu_ms = {"prepare": ev[0].elapsed_time(ev[1]), "stylize": ev[1].elapsed_time(ev[2]),
-                         "composite": ev[3].elapsed_time(ev[4])}
-            st.gpu_ms["total"] = sum(st.gpu_ms.values())
+            st.gpu_ms = _gpu_stage_ms(ev)
         t3 = time.perf_counter()
         st.composite_ms = (t3 - t2) * 1000
         st.total_ms = (t3 - t0) * 1000
         st.t_done = time.perf_counter()
         return out, st
+
+    def _plan_regions(self, person: Treatment, background: Treatment) -> tuple[dict | None, dict | None, bool]:
+        """The style mix of each region (None: not stylized) and whether a person mask is needed."""
+        pmix = self._mix_for(person) if person.kind == "style" else None
+        bmix = self._mix_for(background) if background.kind == "style" else None
+        same = person.kind == background.kind and (
+            pmix == bmix if person.kind == "style" else replace(person) == replace(background))
+        return pmix, bmix, self.config.segmentation and not same
+
+    def _stylize_passes(self, ft, pmix: dict | None, bmix: dict | None, need_mask: bool) -> dict[tuple, object]:
+        """One stylizer pass per distinct mix, keyed by the sorted mix.
+
+        With two styles (split) the background's pass runs at ``split_precision``.
+        """
+        deltas: dict[tuple, object] = {}
+        inputs: dict = {}  # the frame prepared at an internal size, shared by both passes of a split
+        two_styles = pmix is not None and bmix is not None and pmix != bmix and need_mask
+        for mix, precision in ((pmix, "fp32"), (bmix if need_mask else None,
+                                                self.split_precision if two_styles else "fp32")):
+            if mix is not None:
+                k = tuple(sorted(mix.items()))
+                if k not in deltas:
+                    deltas[k] = self._delta(ft, mix, precision, inputs)
+        return deltas
 
     # ---- the two backends of the frame path ------------------------------------------------
     def _cuda_events(self) -> list:
@@ -389,3 +399,11 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _gpu_stage_ms(ev: list) -> dict[str, float]:
+    """GPU milliseconds per stage from the five CUDA events of a frame (recorded and synchronized)."""
+    gpu_ms = {"prepare": ev[0].elapsed_time(ev[1]), "stylize": ev[1].elapsed_time(ev[2]),
+              "composite": ev[3].elapsed_time(ev[4])}
+    gpu_ms["total"] = sum(gpu_ms.values())
+    return gpu_ms

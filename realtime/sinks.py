@@ -293,6 +293,49 @@ def nvenc_works(width: int = 256, height: int = 256) -> bool:
     return _nvenc_ok[key]
 
 
+def _container_format(path: Path) -> str:
+    """The muxer name for a recording's extension, or an :class:`InputError` naming the ones supported."""
+    fmt = CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: unsupported recording format {path.suffix or '(no extension)'!r}; "
+            f"use {', '.join(CONTAINERS)}"
+        )
+    return fmt
+
+
+def _check_recording_settings(width: int, height: int, fps: float, queue_size: int, flush_interval_ms: int) -> None:
+    if width < 2 or height < 2:
+        raise InputError(f"recording size must be at least 2x2, got {width}x{height}")
+    if not fps > 0:
+        raise InputError(f"recording fps must be > 0, got {fps}")
+    if queue_size < 1:
+        raise InputError(f"queue_size must be >= 1, got {queue_size}")
+    if flush_interval_ms < 1:
+        raise InputError(f"flush_interval_ms must be >= 1, got {flush_interval_ms}")
+
+
+def _even_size(width: int, height: int) -> tuple[int, int]:
+    """The size to encode: H.264 4:2:0 needs even sizes; losing one edge pixel beats refusing to record."""
+    enc_w, enc_h = width & ~1, height & ~1
+    if (enc_w, enc_h) != (width, height):
+        log.warning("recording %dx%d as %dx%d (H.264 needs an even size)", width, height, enc_w, enc_h)
+    return enc_w, enc_h
+
+
+def _open_output(opener: Callable[[Path], OutputFile], path: Path) -> OutputFile:
+    """``opener(path)``, with a full disk and other OS errors as one-line errors naming the file."""
+    try:
+        return opener(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DeviceError(
+                f"cannot record to {path}: the disk is full "
+                f"(recording needs {RESERVE_BYTES >> 20} MB free to start)"
+            ) from exc
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 class Recorder:
     """Record frames to an H.264 file from a background thread.
 
@@ -345,29 +388,11 @@ class Recorder:
         opener: Callable[[Path], OutputFile] = OutputFile,
     ) -> None:
         self.path = check_writable(path)
-        fmt = CONTAINERS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise InputError(
-                f"{self.path}: unsupported recording format {self.path.suffix or '(no extension)'!r}; "
-                f"use {', '.join(CONTAINERS)}"
-            )
-        if width < 2 or height < 2:
-            raise InputError(f"recording size must be at least 2x2, got {width}x{height}")
-        if not fps > 0:
-            raise InputError(f"recording fps must be > 0, got {fps}")
-        if queue_size < 1:
-            raise InputError(f"queue_size must be >= 1, got {queue_size}")
-        if flush_interval_ms < 1:
-            raise InputError(f"flush_interval_ms must be >= 1, got {flush_interval_ms}")
+        fmt = _container_format(self.path)
+        _check_recording_settings(width, height, fps, queue_size, flush_interval_ms)
         self._flush_ms = int(flush_interval_ms)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
-        # H.264 4:2:0 needs even sizes; losing one edge pixel beats refusing to record.
-        self._enc_w, self._enc_h = self.width & ~1, self.height & ~1
-        if (self._enc_w, self._enc_h) != (self.width, self.height):
-            log.warning(
-                "recording %dx%d as %dx%d (H.264 needs an even size)",
-                self.width, self.height, self._enc_w, self._enc_h,
-            )
+        self._enc_w, self._enc_h = _even_size(self.width, self.height)
         self.codec = self._pick_codec(codec)
         if preset not in X264_PRESETS:
             raise InputError(f"unknown x264 preset {preset!r}; expected one of {', '.join(X264_PRESETS)}")
@@ -391,15 +416,7 @@ class Recorder:
         self._saved_s: float | None = None  # seconds that decode, once a failure has been accounted for
         self._good_size = 0  # file size after the last complete cluster/fragment
 
-        try:
-            self._file = opener(self.path)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DeviceError(
-                    f"cannot record to {self.path}: the disk is full "
-                    f"(recording needs {RESERVE_BYTES >> 20} MB free to start)"
-                ) from exc
-            raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self._file = _open_output(opener, self.path)
         try:
             self._container, self._stream = self._open_container(fmt)
         except Exception:

@@ -599,13 +599,7 @@ def evaluate_pack(pack_dir: str | Path, teachers: dict[str, object] | object, ca
     from realtime.styles import load_pack
 
     pack = load_pack(pack_dir)
-    if pictures is not None:
-        sets = {"custom": [(n, camera_frame(p)) for n, p in pictures]}
-        clips = {"custom": motion_clips(list(pictures)[:2], clip_len)}
-    else:
-        sets = {s: load(s, cache_dir) for s in ("selection", "reporting")}
-        clips = {s: load_clips(s, clip_len, cache_dir) for s in ("selection", "reporting")}
-    main = "custom" if pictures is not None else "reporting"
+    sets, clips, main = _eval_sets(pictures, clip_len, cache_dir)
     scored = {s: score_pack(pack_dir, teachers, s, cache_dir, internal_size, teacher_cache, frames=sets[s])
               for s in sets}
     results: dict[str, dict] = {}
@@ -619,43 +613,71 @@ def evaluate_pack(pack_dir: str | Path, teachers: dict[str, object] | object, ca
             if render is None:
                 render = pipeline_renderer(pack_dir, st.key, internal_size)
             render.set_style(st.key)
-            m = {**scored[main][st.id], **clip_ewarp(render, teacher, clips[main], teacher_cache)}
-            m["eval"]["clips"] = [c[0] for c in clips[main]]
-            sel = None
-            if "selection" in scored:
-                sel = {k: v for k, v in scored["selection"][st.id].items() if k != "eval"}
-                sel.update(clip_ewarp(render, teacher, clips["selection"], teacher_cache))
-                sel["pictures"] = [n for n, _ in sets["selection"]]
-                m["selection"] = sel
+            m = _style_metrics(st.id, render, teacher, scored, sets, clips, main, teacher_cache)
             if speed:
                 from .evaluate import speed_metrics
 
                 m.update(speed_metrics(net, pack.resolution or (320, 240)))
-            old = dict(sm.get("metrics") or {})
-            kept = {k: v for k, v in old.items() if k not in SUPERSEDED and k not in m
-                    and k not in ("per_picture", "selection", "eval", "superseded_320x240",
-                                  "fidelity_gain_min", "fidelity_gain_min_picture")}
-            if keep_superseded and any(k in old for k in SUPERSEDED):
-                kept["superseded_320x240"] = old.get("superseded_320x240") or {
-                    "what": "the earlier evaluation, replaced by this one: the student's own 320x240 output on "
-                            "the pictures in eval_frames, which styles were also chosen on",
-                    **{k: old[k] for k in SUPERSEDED if k in old}}
-            sm["metrics"] = {**m, **kept}
+            sm["metrics"] = {**m, **_kept_metrics(dict(sm.get("metrics") or {}), m, keep_superseded)}
             results[st.id] = sm["metrics"]
             if log:
-                line = (f"{st.id}: {main} fidelity_gain {m['fidelity_gain']:.3f} (min {m['fidelity_gain_min']:.3f} "
-                        f"on {m['fidelity_gain_min_picture']}), ewarp student/teacher "
-                        f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}")
-                if sel is not None:
-                    line += (f"; selection {sel['fidelity_gain']:.3f} (min {sel['fidelity_gain_min']:.3f}), "
-                             f"ewarp {sel['ewarp_student']:.5f}/{sel['ewarp_teacher']:.5f}")
-                log(line)
+                log(_summary_line(st.id, main, m))
     finally:
         if render is not None:
             render.close()
     if write and results:
         write_meta(pack.path, pack.meta)
     return results
+
+
+def _eval_sets(pictures: Sequence[tuple[str, np.ndarray]] | None, clip_len: int, cache_dir: Path | None
+               ) -> tuple[dict[str, list], dict[str, list], str]:
+    """The picture sets and motion clips to score, by set name, and the name of the set to report."""
+    if pictures is not None:
+        sets = {"custom": [(n, camera_frame(p)) for n, p in pictures]}
+        clips = {"custom": motion_clips(list(pictures)[:2], clip_len)}
+    else:
+        sets = {s: load(s, cache_dir) for s in ("selection", "reporting")}
+        clips = {s: load_clips(s, clip_len, cache_dir) for s in ("selection", "reporting")}
+    main = "custom" if pictures is not None else "reporting"
+    return sets, clips, main
+
+
+def _style_metrics(style_id: str, render: pipeline_renderer, teacher, scored: dict[str, dict], sets: dict[str, list],
+                   clips: dict[str, list], main: str, teacher_cache: Path | None) -> dict:
+    """One style's picture scores and clip ewarp on ``main``, with the selection set's under ``"selection"``."""
+    m = {**scored[main][style_id], **clip_ewarp(render, teacher, clips[main], teacher_cache)}
+    m["eval"]["clips"] = [c[0] for c in clips[main]]
+    if "selection" in scored:
+        sel = {k: v for k, v in scored["selection"][style_id].items() if k != "eval"}
+        sel.update(clip_ewarp(render, teacher, clips["selection"], teacher_cache))
+        sel["pictures"] = [n for n, _ in sets["selection"]]
+        m["selection"] = sel
+    return m
+
+
+def _kept_metrics(old: dict, new: dict, keep_superseded: bool) -> dict:
+    """The metrics of ``old`` (from ``pack.json``) that ``new`` neither replaces nor supersedes."""
+    kept = {k: v for k, v in old.items() if k not in SUPERSEDED and k not in new
+            and k not in ("per_picture", "selection", "eval", "superseded_320x240",
+                          "fidelity_gain_min", "fidelity_gain_min_picture")}
+    if keep_superseded and any(k in old for k in SUPERSEDED):
+        kept["superseded_320x240"] = old.get("superseded_320x240") or {
+            "what": "the earlier evaluation, replaced by this one: the student's own 320x240 output on "
+                    "the pictures in eval_frames, which styles were also chosen on",
+            **{k: old[k] for k in SUPERSEDED if k in old}}
+    return kept
+
+
+def _summary_line(style_id: str, main: str, m: dict) -> str:
+    line = (f"{style_id}: {main} fidelity_gain {m['fidelity_gain']:.3f} (min {m['fidelity_gain_min']:.3f} "
+            f"on {m['fidelity_gain_min_picture']}), ewarp student/teacher "
+            f"{m['ewarp_student']:.5f}/{m['ewarp_teacher']:.5f}")
+    sel = m.get("selection")
+    if sel is not None:
+        line += (f"; selection {sel['fidelity_gain']:.3f} (min {sel['fidelity_gain_min']:.3f}), "
+                 f"ewarp {sel['ewarp_student']:.5f}/{sel['ewarp_teacher']:.5f}")
+    return line
 
 
 def write_meta(pack_dir: str | Path, meta: dict) -> None:

@@ -106,6 +106,49 @@ def _random_crop(images: ImageSet, items, size: int, batch: int, rng: np.random.
     return torch.cat(out)
 
 
+@dataclass
+class _CycleGan:
+    """The four networks of a run, their two optimizers and the number of steps taken."""
+
+    g_a: ResnetGenerator  # A → B
+    g_b: ResnetGenerator  # B → A
+    d_a: NLayerDiscriminator  # judges B-side images
+    d_b: NLayerDiscriminator  # judges A-side images
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+    @classmethod
+    def build(cls, cfg: TeacherTrainConfig, device: torch.device) -> _CycleGan:
+        g_a = ResnetGenerator(cfg.ngf, cfg.n_blocks).to(device)
+        g_b = ResnetGenerator(cfg.ngf, cfg.n_blocks).to(device)
+        d_a = NLayerDiscriminator(cfg.ndf).to(device)
+        d_b = NLayerDiscriminator(cfg.ndf).to(device)
+        for m in (g_a, g_b, d_a, d_b):
+            m.apply(_init_normal)
+        opt_g = torch.optim.Adam(itertools.chain(g_a.parameters(), g_b.parameters()), cfg.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), cfg.lr, betas=(0.5, 0.999))
+        return cls(g_a, g_b, d_a, d_b, opt_g, opt_d)
+
+    def networks(self) -> tuple[tuple[str, nn.Module], ...]:
+        return ("G_A", self.g_a), ("G_B", self.g_b), ("D_A", self.d_a), ("D_B", self.d_b)
+
+    def load(self, state_path: Path) -> None:
+        """Continue from ``state.pt``: weights, optimizer moments and the step count."""
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        for name, m in (*self.networks(), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            m.load_state_dict(st[name])
+        self.step = int(st["step"])
+
+    def save(self, out: Path) -> None:
+        """Write the four ``latest_net_*.pth`` and ``state.pt`` (each atomically)."""
+        for name, m in self.networks():
+            _atomic_save({k: v.detach().cpu() for k, v in m.state_dict().items()}, out / f"latest_net_{name}.pth")
+        _atomic_save({"G_A": self.g_a.state_dict(), "G_B": self.g_b.state_dict(), "D_A": self.d_a.state_dict(),
+                      "D_B": self.d_b.state_dict(), "opt_g": self.opt_g.state_dict(),
+                      "opt_d": self.opt_d.state_dict(), "step": self.step}, out / "state.pt")
+
+
 def train_teacher(cfg: TeacherTrainConfig) -> Path:
     """Train a CycleGAN on ``cfg.domain_a`` ↔ ``cfg.domain_b``; write checkpoints to ``cfg.out``.
 
@@ -130,90 +173,100 @@ def train_teacher(cfg: TeacherTrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    g_a = ResnetGenerator(cfg.ngf, cfg.n_blocks).to(device)  # A → B
-    g_b = ResnetGenerator(cfg.ngf, cfg.n_blocks).to(device)  # B → A
-    d_a = NLayerDiscriminator(cfg.ndf).to(device)  # judges B-side images
-    d_b = NLayerDiscriminator(cfg.ndf).to(device)  # judges A-side images
-    for m in (g_a, g_b, d_a, d_b):
-        m.apply(_init_normal)
-    opt_g = torch.optim.Adam(itertools.chain(g_a.parameters(), g_b.parameters()), cfg.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), cfg.lr, betas=(0.5, 0.999))
-    step = 0
+    gan = _CycleGan.build(cfg, device)
     if cfg.resume and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        for name, m in (("G_A", g_a), ("G_B", g_b), ("D_A", d_a), ("D_B", d_b), ("opt_g", opt_g), ("opt_d", opt_d)):
-            m.load_state_dict(st[name])
-        step = int(st["step"])
-        log.info("resumed teacher training at step %d", step)
+        gan.load(state_path)
+        log.info("resumed teacher training at step %d", gan.step)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    pool_a, pool_b = _ImagePool(cfg.pool_size), _ImagePool(cfg.pool_size)
-    mse, l1 = nn.MSELoss(), nn.L1Loss()
+    pools = _ImagePool(cfg.pool_size), _ImagePool(cfg.pool_size)
     bar = None
     if cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="train-teacher", dynamic_ncols=True)
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
-
-    def save() -> None:
-        for name, m in (("G_A", g_a), ("G_B", g_b), ("D_A", d_a), ("D_B", d_b)):
-            _atomic_save({k: v.detach().cpu() for k, v in m.state_dict().items()}, out / f"latest_net_{name}.pth")
-        _atomic_save({"G_A": g_a.state_dict(), "G_B": g_b.state_dict(), "D_A": d_a.state_dict(),
-                      "D_B": d_b.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                      "step": step}, state_path)
-
-    t0 = time.monotonic()
-    try:
-        while step < cfg.steps:
-            decay = 1.0 - max(0, step - cfg.steps // 2) / max(1, cfg.steps - cfg.steps // 2)
-            for opt in (opt_g, opt_d):
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * decay
-            real_a = _random_crop(set_a, set_a.items, cfg.size, cfg.batch, rng).to(device)
-            real_b = _random_crop(set_b, set_b.items, cfg.size, cfg.batch, rng).to(device)
-            # generators
-            for p in itertools.chain(d_a.parameters(), d_b.parameters()):
-                p.requires_grad_(False)
-            fake_b, fake_a = g_a(real_a), g_b(real_b)
-            rec_a, rec_b = g_b(fake_b), g_a(fake_a)
-            pa, pb = d_a(fake_b), d_b(fake_a)
-            loss_gan = mse(pa, torch.ones_like(pa)) + mse(pb, torch.ones_like(pb))
-            loss_cyc = (l1(rec_a, real_a) + l1(rec_b, real_b)) * cfg.lambda_cycle
-            loss_idt = (l1(g_a(real_b), real_b) + l1(g_b(real_a), real_a)) * cfg.lambda_cycle * cfg.lambda_identity \
-                if cfg.lambda_identity > 0 else torch.zeros((), device=device)
-            loss_g = loss_gan + loss_cyc + loss_idt
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            # discriminators
-            for p in itertools.chain(d_a.parameters(), d_b.parameters()):
-                p.requires_grad_(True)
-            loss_d = 0.0
-            for d, real, fake in ((d_a, real_b, pool_b.query(fake_b)), (d_b, real_a, pool_a.query(fake_a))):
-                pr, pf = d(real), d(fake.detach())
-                loss_d = loss_d + 0.5 * (mse(pr, torch.ones_like(pr)) + mse(pf, torch.zeros_like(pf)))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            step += 1
-            if not torch.isfinite(loss_g):
-                raise InputError(f"train-teacher: the loss became {float(loss_g)} at step {step}; lower --lr")
-            if step % 10 == 0 or step == cfg.steps:
-                metrics.write(json.dumps({"step": step, "time_s": round(time.monotonic() - t0, 2),
-                                          "g_gan": float(loss_gan), "cycle": float(loss_cyc),
-                                          "identity": float(loss_idt), "d": float(loss_d)}) + "\n")
-                metrics.flush()
+        bar = tqdm(total=cfg.steps, initial=gan.step, desc="train-teacher", dynamic_ncols=True)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+        t0 = time.monotonic()
+        try:
+            while gan.step < cfg.steps:
+                _set_lr(gan, cfg)
+                real_a = _random_crop(set_a, set_a.items, cfg.size, cfg.batch, rng).to(device)
+                real_b = _random_crop(set_b, set_b.items, cfg.size, cfg.batch, rng).to(device)
+                losses = _train_step(gan, cfg, real_a, real_b, pools, device)
+                _report_step(gan.step, cfg, losses, metrics, bar, t0)
+                if gan.step % cfg.checkpoint_every == 0:
+                    gan.save(out)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(cyc=f"{float(loss_cyc):.3f}", d=f"{float(loss_d):.3f}", refresh=False)
-            if step % cfg.checkpoint_every == 0:
-                save()
-    finally:
-        if bar is not None:
-            bar.close()
-        metrics.close()
-        save()
+                bar.close()
+            gan.save(out)
     return out
+
+
+def _set_lr(gan: _CycleGan, cfg: TeacherTrainConfig) -> None:
+    """Constant learning rate for the first half of the steps, then a linear decay to zero."""
+    decay = 1.0 - max(0, gan.step - cfg.steps // 2) / max(1, cfg.steps - cfg.steps // 2)
+    for opt in (gan.opt_g, gan.opt_d):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * decay
+
+
+def _train_step(gan: _CycleGan, cfg: TeacherTrainConfig, real_a: torch.Tensor, real_b: torch.Tensor,
+                pools: tuple[_ImagePool, _ImagePool], device: torch.device) -> dict[str, torch.Tensor]:
+    """One generator update then one discriminator update; counts the step.
+
+    Shape:
+        ``real_a``, ``real_b``: ``[batch, 3, size, size]`` in [-1, 1].
+
+    Returns:
+        The losses ``g_gan``, ``cycle``, ``identity`` and ``d``.
+
+    Raises:
+        InputError: the generator loss is no longer finite.
+    """
+    g_a, g_b, d_a, d_b = gan.g_a, gan.g_b, gan.d_a, gan.d_b
+    pool_a, pool_b = pools
+    mse, l1 = nn.MSELoss(), nn.L1Loss()
+    # generators
+    for p in itertools.chain(d_a.parameters(), d_b.parameters()):
+        p.requires_grad_(False)
+    fake_b, fake_a = g_a(real_a), g_b(real_b)
+    rec_a, rec_b = g_b(fake_b), g_a(fake_a)
+    pa, pb = d_a(fake_b), d_b(fake_a)
+    loss_gan = mse(pa, torch.ones_like(pa)) + mse(pb, torch.ones_like(pb))
+    loss_cyc = (l1(rec_a, real_a) + l1(rec_b, real_b)) * cfg.lambda_cycle
+    loss_idt = (l1(g_a(real_b), real_b) + l1(g_b(real_a), real_a)) * cfg.lambda_cycle * cfg.lambda_identity \
+        if cfg.lambda_identity > 0 else torch.zeros((), device=device)
+    loss_g = loss_gan + loss_cyc + loss_idt
+    gan.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    gan.opt_g.step()
+    # discriminators
+    for p in itertools.chain(d_a.parameters(), d_b.parameters()):
+        p.requires_grad_(True)
+    loss_d = 0.0
+    for d, real, fake in ((d_a, real_b, pool_b.query(fake_b)), (d_b, real_a, pool_a.query(fake_a))):
+        pr, pf = d(real), d(fake.detach())
+        loss_d = loss_d + 0.5 * (mse(pr, torch.ones_like(pr)) + mse(pf, torch.zeros_like(pf)))
+    gan.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    gan.opt_d.step()
+    gan.step += 1
+    if not torch.isfinite(loss_g):
+        raise InputError(f"train-teacher: the loss became {float(loss_g)} at step {gan.step}; lower --lr")
+    return {"g_gan": loss_gan, "cycle": loss_cyc, "identity": loss_idt, "d": loss_d}
+
+
+def _report_step(step: int, cfg: TeacherTrainConfig, losses: dict[str, torch.Tensor], metrics, bar,
+                 t0: float) -> None:
+    """A ``metrics.jsonl`` line every 10 steps and at the last one; the progress bar every step."""
+    if step % 10 == 0 or step == cfg.steps:
+        metrics.write(json.dumps({"step": step, "time_s": round(time.monotonic() - t0, 2),
+                                  "g_gan": float(losses["g_gan"]), "cycle": float(losses["cycle"]),
+                                  "identity": float(losses["identity"]), "d": float(losses["d"])}) + "\n")
+        metrics.flush()
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(cyc=f"{float(losses['cycle']):.3f}", d=f"{float(losses['d']):.3f}", refresh=False)
 
 
 def _atomic_save(obj, path: Path) -> None:

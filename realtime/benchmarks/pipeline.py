@@ -62,17 +62,9 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
                     "person": str(pipe.person), "background": str(pipe.background),
                     "strength": pipe.strength, "segmentation": bool(config.segmentation)}
 
-    # CPU engines: measure all three on the student as it runs here, store the winner for live use.
     comparison = {}
-    if (pipe.backend == "cpu" and pipe.style is not None and pipe.style.student and compare_engines
-            and pipe.registry.pack_of(pipe.style).kind != "lut"):  # a LUT pack runs no student engine
-        progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
-        pipe.stylizer.wait_ready()  # no background engine work may run while engines are timed
-        pack = pipe.registry.pack_of(pipe.style)
-        w, h = pipe.stylizer.size_for(size[0], size[1], pack)
-        net = pack.build()
-        comparison = compare_cpu_engines(net, h, w)
-        save_engine_choice(engine_cache_key(net, h, w), comparison)
+    if compare_engines and _runs_student_on_cpu(pipe):
+        comparison = _compare_cpu_engines(pipe, size, progress)
         pipe.close()
         pipe = Pipeline(replace(config, cpu_engine=comparison["chosen"]))
         pipe.process(data[0])
@@ -80,43 +72,17 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
 
     _wait_for_guide(pipe, data, progress)
     progress(f"throughput: {frames} frames unpaced…")
-    for i in range(warmup):
-        pipe.process(data[i % len(data)])
-    stats: list[FrameStats] = []
-    done: list[float] = []
-    for i in range(frames):
-        _, st = pipe.process(data[i % len(data)], t_capture=time.perf_counter())
-        stats.append(st)
-        done.append(st.t_done)
-    intervals = np.diff(done) * 1000
-    result["fps_median"] = round(1000.0 / float(np.median(intervals)), 2)
-    result["fps_mean"] = round((len(done) - 1) / (done[-1] - done[0]), 2)
-    gpu = [s.gpu_ms for s in stats if s.gpu_ms]
-    if gpu:  # the device path on CUDA: medians of the CUDA-event spans per stage
-        result["gpu_stages_ms"] = {k: round(float(np.median([g[k] for g in gpu])), 4) for k in gpu[0]}
-    result["stages_ms"] = _stage_medians(stats)
-    result["stages_ms_p95"] = {k: percentile([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
+    result.update(_throughput(pipe, data, frames, warmup))
 
     progress("same-process comparison: alternating blocks of frames…")
     result["same_process"] = _same_process(pipe, data, blocks=6, per_block=max(5, min(15, frames // 20)))
 
     progress(f"latency: source paced at {src_fps:.0f} fps…")
-    lat, dropped = _paced_latency(pipe, source, size, frames)
-    result["latency_ms_p50"] = percentile(lat, 50)
-    result["latency_ms_p95"] = percentile(lat, 95)
-    result["latency_frames"] = len(lat)
-    result["paced_source_fps"] = round(src_fps, 2)
-    result["paced_dropped_frames"] = dropped
+    result.update(_latency(pipe, source, size, frames, src_fps))
     result["first_frame_s"] = round(first_frame_s, 3)  # pipeline construction → first output frame
     result["first_frame_since_process_start_s"] = (round(first_frame_since_start_s, 3)
                                                    if first_frame_since_start_s is not None else None)
-    result["backend"] = pipe.backend
-    result["backend_reason"] = pipe.backend_reason
-    runner = next(iter(pipe.stylizer._runners.values()), None)
-    result["cpu_engine"] = runner.engine.name if runner else None
-    result["guide"] = _guide_result(pipe)
-    result["engines"] = pipe.stylizer.engines()  # every pack and size in use (a split's second style too)
-    result["engine_comparisons"] = pipe.stylizer.comparisons()
+    result.update(_engines_in_use(pipe))
 
     if baselines:
         stylize_med = result["stages_ms"]["stylize"] + result["stages_ms"]["prepare"]
@@ -127,6 +93,61 @@ def run_bench(config: PipelineConfig, source: str, size: tuple[int, int], frames
     pipe.close()
     result.update(provenance({"threads_used": cpu_threads()}))
     return result
+
+
+def _runs_student_on_cpu(pipe: Pipeline) -> bool:
+    """Whether the pipeline runs a student network on the CPU (a LUT pack runs no student engine)."""
+    return (pipe.backend == "cpu" and pipe.style is not None and pipe.style.student
+            and pipe.registry.pack_of(pipe.style).kind != "lut")
+
+
+def _compare_cpu_engines(pipe: Pipeline, size: tuple[int, int], progress) -> dict:
+    """Measure all three CPU engines on the student as it runs here; store the winner for live use."""
+    progress("comparing CPU engines (eager channels_last, torch.compile, onnxruntime)…")
+    pipe.stylizer.wait_ready()  # no background engine work may run while engines are timed
+    pack = pipe.registry.pack_of(pipe.style)
+    w, h = pipe.stylizer.size_for(size[0], size[1], pack)
+    net = pack.build()
+    comparison = compare_cpu_engines(net, h, w)
+    save_engine_choice(engine_cache_key(net, h, w), comparison)
+    return comparison
+
+
+def _throughput(pipe: Pipeline, data: list[np.ndarray], frames: int, warmup: int) -> dict:
+    """Frame rate and per-stage medians (and 95th percentiles) of ``frames`` unpaced frames after ``warmup``."""
+    for i in range(warmup):
+        pipe.process(data[i % len(data)])
+    stats: list[FrameStats] = []
+    done: list[float] = []
+    for i in range(frames):
+        _, st = pipe.process(data[i % len(data)], t_capture=time.perf_counter())
+        stats.append(st)
+        done.append(st.t_done)
+    intervals = np.diff(done) * 1000
+    result = {"fps_median": round(1000.0 / float(np.median(intervals)), 2),
+              "fps_mean": round((len(done) - 1) / (done[-1] - done[0]), 2)}
+    gpu = [s.gpu_ms for s in stats if s.gpu_ms]
+    if gpu:  # the device path on CUDA: medians of the CUDA-event spans per stage
+        result["gpu_stages_ms"] = {k: round(float(np.median([g[k] for g in gpu])), 4) for k in gpu[0]}
+    result["stages_ms"] = _stage_medians(stats)
+    result["stages_ms_p95"] = {k: percentile([s.stages()[k] for s in stats], 95) for k in ("segment", "stylize", "total")}
+    return result
+
+
+def _latency(pipe: Pipeline, source: str, size: tuple[int, int], frames: int, src_fps: float) -> dict:
+    """Capture-to-output latency with the source paced at its own rate."""
+    lat, dropped = _paced_latency(pipe, source, size, frames)
+    return {"latency_ms_p50": percentile(lat, 50), "latency_ms_p95": percentile(lat, 95),
+            "latency_frames": len(lat), "paced_source_fps": round(src_fps, 2), "paced_dropped_frames": dropped}
+
+
+def _engines_in_use(pipe: Pipeline) -> dict:
+    """The backend, the CPU engine, the guide, and every engine the stylizer built or compared."""
+    runner = next(iter(pipe.stylizer._runners.values()), None)
+    return {"backend": pipe.backend, "backend_reason": pipe.backend_reason,
+            "cpu_engine": runner.engine.name if runner else None, "guide": _guide_result(pipe),
+            "engines": pipe.stylizer.engines(),  # every pack and size in use (a split's second style too)
+            "engine_comparisons": pipe.stylizer.comparisons()}
 
 
 def _wait_for_guide(pipe: Pipeline, data: list[np.ndarray], progress, timeout_s: float = 180.0) -> None:
