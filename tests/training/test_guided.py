@@ -57,7 +57,7 @@ def test_recipe_guide_is_validated(tmp_path):
     p = tmp_path / "r.json"
     p.write_text(json.dumps(base))
     r = load_recipe(p)
-    assert r.guide == {"keyframe": [320, 240], "cadence_ms": 500.0, "map": "quadratic", "blend": 0.5,
+    assert r.guide == {"keyframe": [480, 360], "cadence_ms": 5000.0, "map": "quadratic", "blend": 0.5,
                        "apply_to": "input", "student": False}
     base["guide"]["blend"] = 2
     p.write_text(json.dumps(base))
