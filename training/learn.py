@@ -47,10 +47,10 @@ from torch import nn
 
 from realtime.errors import InputError
 from realtime.lut import LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_smoothness
+from realtime.sources import IMAGE_EXTENSIONS
 
 log = logging.getLogger("stylecam")
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 #: Fewest usable style photos a run accepts. Measured on a known colour matrix learned unpaired on synthetic
 #: pictures (150 steps, two seeds): fidelity 0.16-0.29 from 1 photo, 0.31-0.35 from 2, 0.43-0.49 from 4,
 #: 0.49-0.53 from 8, 0.55-0.57 from 16 — below 4 the look is mostly the few photos' own colours.
@@ -138,9 +138,9 @@ def _list_files(sources: Sequence[str], flag: str) -> list[Path]:
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise LearnError(f"{flag} {src}: no image files in this folder (expected {', '.join(sorted(IMAGE_EXTS))})")
+                raise LearnError(f"{flag} {src}: no image files in this folder (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.extend(found)
         elif p.is_file():
             files.append(p)
