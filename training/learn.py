@@ -27,6 +27,7 @@ A run writes, beside the pack, ``<out>.run/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -37,7 +38,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence, TextIO
 
 import cv2
 import numpy as np
@@ -47,10 +48,10 @@ from torch import nn
 
 from realtime.errors import InputError
 from realtime.lut import LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_smoothness
+from realtime.sources import IMAGE_EXTENSIONS
 
 log = logging.getLogger("stylecam")
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 #: Fewest usable style photos a run accepts. Measured on a known colour matrix learned unpaired on synthetic
 #: pictures (150 steps, two seeds): fidelity 0.16-0.29 from 1 photo, 0.31-0.35 from 2, 0.43-0.49 from 4,
 #: 0.49-0.53 from 8, 0.55-0.57 from 16 — below 4 the look is mostly the few photos' own colours.
@@ -138,9 +139,9 @@ def _list_files(sources: Sequence[str], flag: str) -> list[Path]:
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise LearnError(f"{flag} {src}: no image files in this folder (expected {', '.join(sorted(IMAGE_EXTS))})")
+                raise LearnError(f"{flag} {src}: no image files in this folder (expected {', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.extend(found)
         elif p.is_file():
             files.append(p)
@@ -454,177 +455,295 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
     if style is None:
         style = load_photos(cfg.style_photos, "--style-photos", MIN_STYLE_PHOTOS)
     if content is None:
-        srcs = cfg.content or bundled_portraits()
-        content = load_photos(srcs, "--content", MIN_CONTENT_PHOTOS)
+        content = load_photos(cfg.content or bundled_portraits(), "--content", MIN_CONTENT_PHOTOS)
     device = _pick_device(cfg.device)
-    run_dir = run_dir_of(cfg)
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not cfg.resume:
-        raise LearnError(f"--out {cfg.out}: {run_dir} holds an earlier run; pass --resume to continue it "
-                         f"or delete that folder")
-    if cfg.resume and not ckpt_path.exists():
-        raise LearnError(f"--resume: no checkpoint in {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2) + "\n", encoding="utf-8")
+    run = _RunFiles.prepare(cfg)
+    trainer = _Trainer.create(cfg, device)
+    elapsed = trainer.resume(run.checkpoint) if cfg.resume else 0.0
+    views = _Views(content.images, style.images, np.random.default_rng([cfg.seed, trainer.step]),
+                   torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step),
+                   sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)))
+    with open(run.dir / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:
+        bar = _progress_bar(cfg, trainer.step, elapsed)
+        stop = threading.Event()
+        with _stop_on_sigterm(stop):
+            clock = _Clock(cfg.steps, cfg.minutes, time.monotonic() - elapsed)
+            loss_log = _LossLog(metrics_file, cfg.log_every)
+            interrupted = _train(trainer, clock, views, run, loss_log, bar, stop, on_step)
+        interrupted = interrupted or stop.is_set()
+        return _finish(trainer, clock, views, run, metrics_file, style, content, interrupted)
 
-    torch.manual_seed(cfg.seed)
-    net = LutNet(cfg.arch, cfg.width, 1).to(device)
-    critic = Critic().to(device)
-    # The LUT entries are values in [0, 1] that must travel far (a B&W look moves them by ~0.5); the CNN's
-    # weights are not: the tables learn LUT_LR_SCALE times faster.
-    others = [p for n, p in net.named_parameters() if n != "basis"]
-    opt_g = torch.optim.Adam([{"params": others, "lr": cfg.lr, "scale": 1.0},
-                              {"params": [net.basis], "lr": cfg.lr * LUT_LR_SCALE, "scale": LUT_LR_SCALE}],
-                             betas=(0.5, 0.99))
-    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
-    ema = LutNet(cfg.arch, cfg.width, 1).to(device)  # what ships: an average of recent weights
-    ema.load_state_dict(net.state_dict())
-    ema.requires_grad_(False)
-    step, elapsed = 0, 0.0
-    if cfg.resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+
+@dataclass
+class _RunFiles:
+    """The run folder beside the pack: checkpoint, metrics, samples, config."""
+
+    dir: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def sample(self, step: int) -> Path:
+        return self.dir / "samples" / f"step_{step:06d}.jpg"
+
+    @classmethod
+    def prepare(cls, cfg: LearnConfig) -> _RunFiles:
+        """Refuse to overwrite an earlier run (or resume a missing one), then write ``config.json``."""
+        run = cls(run_dir_of(cfg))
+        if run.checkpoint.exists() and not cfg.resume:
+            raise LearnError(f"--out {cfg.out}: {run.dir} holds an earlier run; pass --resume to continue it "
+                             f"or delete that folder")
+        if cfg.resume and not run.checkpoint.exists():
+            raise LearnError(f"--resume: no checkpoint in {run.dir}")
+        run.dir.mkdir(parents=True, exist_ok=True)
+        (run.dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2) + "\n", encoding="utf-8")
+        return run
+
+
+@dataclass
+class _Views:
+    """Where training views come from: the photos, the random streams, and the fixed sample views."""
+
+    content: list[np.ndarray]
+    style: list[np.ndarray]
+    rng: np.random.Generator  # crops of both sides
+    gen: torch.Generator  # the sliced-Wasserstein projections and samples
+    fixed: torch.Tensor  # [n, 3, h, w] content views of every sample grid
+
+
+@dataclass
+class _Clock:
+    """The run's budget, ``steps`` or ``minutes``, and its elapsed time (a resumed run counts the earlier one)."""
+
+    steps: int | None
+    minutes: float | None
+    t_start: float  # time.monotonic() minus the seconds already trained
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t_start
+
+    def progress(self, step: int) -> float:
+        return step / self.steps if self.steps is not None else self.elapsed() / (self.minutes * 60)
+
+    def done(self, step: int) -> bool:
+        if self.steps is not None:
+            return step >= self.steps
+        return self.elapsed() >= self.minutes * 60
+
+
+def _to_critic(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``t`` at the critic's view ``size=(w, h)``."""
+    cw, ch = size
+    return t if t.shape[-2:] == (ch, cw) else F.interpolate(t, size=(ch, cw), mode="area")
+
+
+@dataclass
+class _Trainer:
+    """What a checkpoint holds: the LUT model, its average that ships, the critic, both optimisers, the step."""
+
+    cfg: LearnConfig
+    device: torch.device
+    net: LutNet
+    ema: LutNet  # what ships: an average of recent weights
+    critic: Critic
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+    @classmethod
+    def create(cls, cfg: LearnConfig, device: torch.device) -> _Trainer:
+        torch.manual_seed(cfg.seed)
+        net = LutNet(cfg.arch, cfg.width, 1).to(device)
+        critic = Critic().to(device)
+        # The LUT entries are values in [0, 1] that must travel far (a B&W look moves them by ~0.5); the CNN's
+        # weights are not: the tables learn LUT_LR_SCALE times faster.
+        others = [p for n, p in net.named_parameters() if n != "basis"]
+        opt_g = torch.optim.Adam([{"params": others, "lr": cfg.lr, "scale": 1.0},
+                                  {"params": [net.basis], "lr": cfg.lr * LUT_LR_SCALE, "scale": LUT_LR_SCALE}],
+                                 betas=(0.5, 0.99))
+        opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
+        ema = LutNet(cfg.arch, cfg.width, 1).to(device)
+        ema.load_state_dict(net.state_dict())
+        ema.requires_grad_(False)
+        return cls(cfg, device, net, ema, critic, opt_g, opt_d)
+
+    def resume(self, path: Path) -> float:
+        """Load the checkpoint at ``path`` (and torch's RNG); return the seconds already trained."""
+        cfg = self.cfg
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         if ck.get("arch") != [cfg.arch, cfg.width]:
-            raise LearnError(f"--resume: the checkpoint in {run_dir} is {ck.get('arch')}, this run is "
+            raise LearnError(f"--resume: the checkpoint in {path.parent} is {ck.get('arch')}, this run is "
                              f"{[cfg.arch, cfg.width]}")
-        net.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        critic.load_state_dict(ck["critic"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        self.net.load_state_dict(ck["model"])
+        self.ema.load_state_dict(ck["ema"])
+        self.critic.load_state_dict(ck["critic"])
+        self.opt_g.load_state_dict(ck["opt_g"])
+        self.opt_d.load_state_dict(ck["opt_d"])
+        self.step, elapsed = int(ck["step"]), float(ck["elapsed"])
         torch.set_rng_state(ck["rng"])
-        log.info("resumed from %s at step %d (%.1f min)", ckpt_path, step, elapsed / 60)
+        log.info("resumed from %s at step %d (%.1f min)", path, self.step, elapsed / 60)
+        return elapsed
 
-    d_loss_fn, g_loss_fn = gan_losses(cfg.gan)
+    def save(self, path: Path, elapsed: float) -> None:
+        """Write the checkpoint next to ``path`` and swap it in."""
+        ck = {"model": self.net.state_dict(), "ema": self.ema.state_dict(), "critic": self.critic.state_dict(),
+              "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
+              "elapsed": elapsed, "rng": torch.get_rng_state(), "arch": [self.cfg.arch, self.cfg.width]}
+        tmp = path.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, path)
 
-    def to_critic(t: torch.Tensor) -> torch.Tensor:
-        cw, ch = cfg.critic_view
-        return t if t.shape[-2:] == (ch, cw) else F.interpolate(t, size=(ch, cw), mode="area")
-    sw1 = torch.ones(cfg.batch, 1, device=device)
-    rng = np.random.default_rng([cfg.seed, step])
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-    fixed = sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1))
-    metrics_f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
+    def train_step(self, views: _Views) -> dict[str, torch.Tensor]:
+        """One critic step, one LUT-model step and the weight average, on fresh views; returns every loss term."""
+        cfg = self.cfg
+        x = sample_views(views.content, cfg.batch, cfg.view, views.rng).to(self.device)
+        s = sample_views(views.style, cfg.batch, cfg.view, views.rng).to(self.device)
+        sw1 = torch.ones(cfg.batch, 1, device=self.device)
+        d_loss, r1 = self._critic_step(x, _to_critic(s, cfg.critic_view), sw1)
+        losses = self._lut_step(x, s, sw1, views.gen)
+        with torch.no_grad():
+            for pe, pn in zip(self.ema.parameters(), self.net.parameters()):
+                pe.lerp_(pn, 1 - EMA_DECAY)
+        self.step += 1
+        return {**losses, "d_loss": d_loss, "r1": r1}
 
-        bar = tqdm(total=cfg.steps if cfg.steps else int(cfg.minutes * 60),
-                   initial=step if cfg.steps else int(elapsed), unit="it" if cfg.steps else "s",
-                   dynamic_ncols=True, desc=f"learn {cfg.style_name}")
-    stop = {"flag": False}
+    def _critic_step(self, x: torch.Tensor, s_c: torch.Tensor, sw1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        d_loss_fn, _ = gan_losses(cfg.gan)
+        with torch.no_grad():
+            y_c = _to_critic(self.net(x, sw1), cfg.critic_view)
+        d_loss = d_loss_fn(self.critic(s_c), self.critic(y_c))
+        # R1, lazily: every R1_EVERY steps with its weight scaled up to match (as StyleGAN2 does)
+        lazy = cfg.r1 > 0 and self.step % R1_EVERY == 0
+        r1 = r1_penalty(self.critic, s_c) if lazy else torch.zeros((), device=self.device)
+        self.opt_d.zero_grad(set_to_none=True)
+        (d_loss + cfg.r1 * R1_EVERY * r1).backward()
+        self.opt_d.step()
+        return d_loss, r1
+
+    def _lut_step(self, x: torch.Tensor, s: torch.Tensor, sw1: torch.Tensor,
+                  gen: torch.Generator) -> dict[str, torch.Tensor]:
+        cfg, net = self.cfg, self.net
+        _, g_loss_fn = gan_losses(cfg.gan)
+        lut = net.lut(x, sw1)
+        y = apply_lut(lut, x)
+        half = cfg.batch // 2
+        terms = {"adv": g_loss_fn(self.critic(_to_critic(y, cfg.critic_view))),
+                 "sw": colour_distribution_loss(y, s, gen),
+                 "struct": structure_loss(x, y),
+                 "ident": (net(s[:half], sw1[:half]) - s[:half]).abs().mean(),
+                 "smooth": lut_smoothness(net),
+                 "mono": lut_monotonicity(lut)}
+        loss = (cfg.w_adv * terms["adv"] + cfg.w_sw * terms["sw"] + cfg.w_struct * terms["struct"]
+                + cfg.w_ident * terms["ident"] + cfg.w_smooth * terms["smooth"] + cfg.w_mono * terms["mono"])
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return {"loss": loss, **terms}
+
+    def decay_lr(self, progress: float) -> None:
+        """Cosine decay of both learning rates over the run (``progress`` in [0, 1])."""
+        for opt, base in ((self.opt_g, self.cfg.lr), (self.opt_d, self.cfg.lr_d)):
+            for g in opt.param_groups:
+                g["lr"] = base * g.get("scale", 1.0) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _LossLog:
+    """Running means of the losses, one JSON line in ``metrics.jsonl`` every ``every`` steps."""
+
+    def __init__(self, file: TextIO, every: int):
+        self.file, self.every = file, every
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, step: int, losses: dict[str, torch.Tensor], clock: _Clock) -> dict | None:
+        """Add one step's losses; return the record when one is written."""
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.n += 1
+        if step % self.every != 0:
+            return None
+        rec = {"step": step, "elapsed_s": round(clock.elapsed(), 1),
+               **{k: round(v / self.n, 5) for k, v in self.sums.items()}}
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        self.sums, self.n = {}, 0
+        return rec
+
+
+def _progress_bar(cfg: LearnConfig, step: int, elapsed: float):
+    """A tqdm bar counting steps (``--steps``) or seconds (``--minutes``); None without ``cfg.progress``."""
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps if cfg.steps else int(cfg.minutes * 60),
+                initial=step if cfg.steps else int(elapsed), unit="it" if cfg.steps else "s",
+                dynamic_ncols=True, desc=f"learn {cfg.style_name}")
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM while inside (main thread only: signals cannot be caught elsewhere)."""
     old_handler = None
     if threading.current_thread() is threading.main_thread():
-        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-
-    def save_ckpt() -> None:
-        ck = {"model": net.state_dict(), "ema": ema.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
-              "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed_now(), "rng": torch.get_rng_state(),
-              "arch": [cfg.arch, cfg.width]}
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(ck, tmp)
-        os.replace(tmp, ckpt_path)
-
-    t_start = time.monotonic() - elapsed
-
-    def elapsed_now() -> float:
-        return time.monotonic() - t_start
-
-    def progress() -> float:
-        return step / cfg.steps if cfg.steps is not None else elapsed_now() / (cfg.minutes * 60)
-
-    def done() -> bool:
-        if cfg.steps is not None:
-            return step >= cfg.steps
-        return elapsed_now() >= cfg.minutes * 60
-
-    acc: dict[str, float] = {}
-    n_acc = 0
-    last_ckpt = last_sample = time.monotonic()
-    interrupted = False
-    net.train()
+        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not done() and not stop["flag"]:
-            x = sample_views(content.images, cfg.batch, cfg.view, rng).to(device)
-            s = sample_views(style.images, cfg.batch, cfg.view, rng).to(device)
-            s_c = to_critic(s)
-            # --- critic
-            with torch.no_grad():
-                y_c = to_critic(net(x, sw1))
-            d_loss = d_loss_fn(critic(s_c), critic(y_c))
-            # R1, lazily: every R1_EVERY steps with its weight scaled up to match (as StyleGAN2 does)
-            lazy = cfg.r1 > 0 and step % R1_EVERY == 0
-            r1 = r1_penalty(critic, s_c) if lazy else torch.zeros((), device=device)
-            opt_d.zero_grad(set_to_none=True)
-            (d_loss + cfg.r1 * R1_EVERY * r1).backward()
-            opt_d.step()
-            # --- LUT model
-            lut = net.lut(x, sw1)
-            y = apply_lut(lut, x)
-            y_c = to_critic(y)
-            adv = g_loss_fn(critic(y_c))
-            sw = colour_distribution_loss(y, s, gen)
-            struct = structure_loss(x, y)
-            half = cfg.batch // 2
-            ident = (net(s[:half], sw1[:half]) - s[:half]).abs().mean()
-            smooth = lut_smoothness(net)
-            mono = lut_monotonicity(lut)
-            loss = (cfg.w_adv * adv + cfg.w_sw * sw + cfg.w_struct * struct + cfg.w_ident * ident
-                    + cfg.w_smooth * smooth + cfg.w_mono * mono)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-            with torch.no_grad():
-                for pe, pn in zip(ema.parameters(), net.parameters()):
-                    pe.lerp_(pn, 1 - EMA_DECAY)
-            step += 1
-            for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d)):  # cosine decay over the run
-                for g in opt.param_groups:
-                    g["lr"] = base * g.get("scale", 1.0) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress())))
-            for k, v in (("loss", loss), ("adv", adv), ("sw", sw), ("struct", struct), ("ident", ident),
-                         ("smooth", smooth), ("mono", mono), ("d_loss", d_loss), ("r1", r1)):
-                acc[k] = acc.get(k, 0.0) + float(v.detach())
-            n_acc += 1
-            if step % cfg.log_every == 0:
-                rec = {"step": step, "elapsed_s": round(elapsed_now(), 1),
-                       **{k: round(v / n_acc, 5) for k, v in acc.items()}}
-                metrics_f.write(json.dumps(rec) + "\n")
-                metrics_f.flush()
-                if bar is not None:
-                    bar.set_postfix(sw=f"{rec['sw']:.4f}", adv=f"{rec['adv']:.3f}", refresh=False)
-                acc, n_acc = {}, 0
+        yield
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+
+def _train(trainer: _Trainer, clock: _Clock, views: _Views, run: _RunFiles, loss_log: _LossLog, bar,
+           stop: threading.Event, on_step: Callable[[int, LutNet], None] | None) -> bool:
+    """Train until the budget is spent or ``stop`` is set; True when Ctrl-C ended it."""
+    cfg = trainer.cfg
+    last_ckpt = last_sample = time.monotonic()
+    trainer.net.train()
+    try:
+        while not clock.done(trainer.step) and not stop.is_set():
+            losses = trainer.train_step(views)
+            trainer.decay_lr(clock.progress(trainer.step))
+            rec = loss_log.add(trainer.step, losses, clock)
+            if rec is not None and bar is not None:
+                bar.set_postfix(sw=f"{rec['sw']:.4f}", adv=f"{rec['adv']:.3f}", refresh=False)
             if bar is not None:
-                bar.update(1 if cfg.steps else max(0, int(elapsed_now()) - bar.n))
+                bar.update(1 if cfg.steps else max(0, int(clock.elapsed()) - bar.n))
             now = time.monotonic()
             if now - last_sample > cfg.sample_every_s:
-                save_samples(run_dir / "samples" / f"step_{step:06d}.jpg", ema.eval(), fixed, style.images)
+                save_samples(run.sample(trainer.step), trainer.ema.eval(), views.fixed, views.style)
                 last_sample = now
             if now - last_ckpt > cfg.checkpoint_every_s:
-                save_ckpt()
+                trainer.save(run.checkpoint, clock.elapsed())
                 last_ckpt = now
             if on_step is not None:
-                on_step(step, net)
+                on_step(trainer.step, trainer.net)
     except KeyboardInterrupt:
-        interrupted = True
+        return True
     finally:
         if bar is not None:
             bar.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-    interrupted = interrupted or stop["flag"]
-    seconds = elapsed_now()
-    save_ckpt()
+    return False
+
+
+def _finish(trainer: _Trainer, clock: _Clock, views: _Views, run: _RunFiles, metrics_file: TextIO,
+            style: PhotoSet, content: PhotoSet, interrupted: bool) -> LearnResult:
+    """Save the checkpoint, a last sample grid, the metrics and the pack; re-raise an interruption after."""
+    cfg, ema, step = trainer.cfg, trainer.ema, trainer.step
+    seconds = clock.elapsed()
+    trainer.save(run.checkpoint, clock.elapsed())
     ema.eval()
-    save_samples(run_dir / "samples" / f"step_{step:06d}.jpg", ema, fixed, style.images)
+    save_samples(run.sample(step), ema, views.fixed, views.style)
     metrics = {"steps": step, "train_minutes": round(seconds / 60, 2)}
     if cfg.kid and not interrupted:
         metrics.update(distribution_metrics(ema, style, content))
     out = write_pack(cfg, ema.cpu(), style, content, metrics, interrupted)
-    metrics_f.write(json.dumps({"step": step, "final": metrics, "interrupted": interrupted}) + "\n")
-    metrics_f.close()
+    metrics_file.write(json.dumps({"step": step, "final": metrics, "interrupted": interrupted}) + "\n")
     if interrupted:
         raise KeyboardInterrupt(f"interrupted at step {step}; the pack so far is in {out} and the checkpoint in "
-                                f"{ckpt_path}; run again with --resume to continue")
+                                f"{run.checkpoint}; run again with --resume to continue")
     return LearnResult(out, step, seconds, interrupted, metrics)
 
 

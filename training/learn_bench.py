@@ -20,6 +20,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -113,7 +114,7 @@ def fit_pairs(xs: list[torch.Tensor], ys: list[torch.Tensor], steps: int, seed: 
     return net.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training.learn_bench")
     ap.add_argument("--look", choices=("vintage", "grade"), default="vintage")
     ap.add_argument("--minutes", type=float, default=20.0)
@@ -123,50 +124,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a LearnConfig field for the unpaired run, e.g. w_smooth=100 (repeatable)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    look = vintage() if args.look == "vintage" else grade
+    return ap
+
+
+@dataclass
+class _Sides:
+    """The bundled portraits split three ways, as RGB uint8 photos and file names."""
+
+    style: list[np.ndarray]  # get the known look, then serve as style photos
+    style_names: list[str]
+    content: list[np.ndarray]
+    content_names: list[str]
+    held_out: PhotoSet  # scored only
+
+
+def _split_portraits() -> _Sides:
     train = load_photos(bundled_portraits(), "portraits", 2)
     held = load_photos(bundled_portraits(held_out=True), "portraits", 2)
     is_style = [any(k in Path(n).name for k in STYLE_SIDE) for n in train.names]
-    a = [im for im, s in zip(train.images, is_style) if s]
-    b = [im for im, s in zip(train.images, is_style) if not s]
-    a_names = [Path(n).name for n, s in zip(train.names, is_style) if s]
-    b_names = [Path(n).name for n, s in zip(train.names, is_style) if not s]
-    t0 = time.perf_counter()
-    style_dir = out / "style-photos"
+    return _Sides([im for im, s in zip(train.images, is_style) if s],
+                  [Path(n).name for n, s in zip(train.names, is_style) if s],
+                  [im for im, s in zip(train.images, is_style) if not s],
+                  [Path(n).name for n, s in zip(train.names, is_style) if not s],
+                  held)
+
+
+def _write_style_photos(look: Callable[[torch.Tensor], torch.Tensor], sides: _Sides,
+                        style_dir: Path) -> list[np.ndarray]:
+    """The known look on the style side, at the live scale, written to ``style_dir`` as PNGs."""
     style_dir.mkdir(exist_ok=True)
     style_imgs = []
-    for im, n in zip(a, a_names):  # the known look on the style side, at the live scale
+    for im, n in zip(sides.style, sides.style_names):
         y = to_u8(look(to_frame(im)))
         cv2.imwrite(str(style_dir / (Path(n).stem + ".png")), cv2.cvtColor(y, cv2.COLOR_RGB2BGR))
         style_imgs.append(y)
-    hx = [to_frame(im) for im in held.images]
-    hy = [look(x) for x in hx]
-    bx = [to_frame(im) for im in b]
-    by = [look(x) for x in bx]
-    look_s = time.perf_counter() - t0
-    pooled = np.concatenate([s.reshape(-1, 3) for s in style_imgs]).astype(np.float32) / 255
+    return style_imgs
 
-    res: dict = {"benchmark": "stylecam learn known-answer", "look": args.look, "style_side": a_names,
-                 "content_side": b_names, "held_out": [Path(n).name for n in held.names],
-                 "frame_width": FRAME_W, "look_seconds": round(look_s, 1)}
-    res["baselines"] = {
-        "identity": score(hx, hy, hx),
-        "histogram_matching": score(hx, hy, [hist_match(x, pooled) for x in hx]),
-        "mean_std_transfer": score(hx, hy, [mean_std(x, pooled) for x in hx]),
-    }
-    t1 = time.perf_counter()
-    ceil = fit_pairs(bx, by, args.ceiling_steps, args.seed) if args.ceiling_steps else None
-    if ceil is not None:
-        with torch.no_grad():
-            res["ceiling_pairs_fitted"] = score(hx, hy, [ceil(x, torch.ones(1, 1)) for x in hx])
-    res["ceiling_seconds"] = round(time.perf_counter() - t1, 1)
 
-    style = PhotoSet(style_imgs, a_names, [str(style_dir)])
-    content = PhotoSet(b, b_names, ["bundled portraits (content side)"])
+def _learn_config(ap: argparse.ArgumentParser, args: argparse.Namespace, style_dir: Path, out: Path) -> LearnConfig:
+    """The unpaired run's configuration, with ``--set KEY=VALUE`` applied (a bad key is a usage error)."""
     cfg = LearnConfig(style_photos=[str(style_dir)], out=str(out / "pack"), style_name=f"Learned {args.look}",
                       minutes=args.minutes, seed=args.seed, progress=False)
     for item in args.set:
@@ -175,33 +171,81 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--set {item}: no such setting")
         old = getattr(cfg, key)
         setattr(cfg, key, value.lower() in ("1", "true", "yes") if isinstance(old, bool) else type(old)(value))
-    res["learn_config"] = {k: getattr(cfg, k) for k in ("w_adv", "w_sw", "w_struct", "w_ident", "w_smooth",
-                                                       "w_mono", "lr", "gan", "r1", "batch")}
-    run = learn(cfg, style, content)
-    net = LutNet("lut3d-17", 16, 1)
-    from realtime.styles import load_pack
+    return cfg
 
-    pack = load_pack(run.out)
-    net = pack.build()
-    with torch.no_grad():
-        outs = [net(x, torch.ones(1, 1)) for x in hx]
-    res["learned_unpaired"] = score(hx, hy, outs)
-    res["learn_steps"], res["learn_minutes"] = run.steps, round(run.seconds / 60, 2)
-    res["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                      "torch": torch.__version__}
+
+def _machine() -> dict:
+    """What ran the benchmark: CPU, torch threads and version, and the commit when in a git checkout."""
+    res: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                             "torch": torch.__version__}}
     try:
         res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                        cwd=Path(__file__).parent).stdout.strip()
     except OSError:
         pass
-    # the known-answer result goes into the pack
-    meta = json.loads((run.out / "pack.json").read_text())
+    return res
+
+
+def _record(pack_dir: Path, res: dict, out: Path, hx: list[torch.Tensor], hy: list[torch.Tensor],
+            outs: list[torch.Tensor]) -> None:
+    """The known-answer result into the pack's metrics, and a held-out grid (picture | look | learned)."""
+    meta = json.loads((pack_dir / "pack.json").read_text())
     meta["styles"][0]["metrics"]["known_answer"] = {k: res[k] for k in ("look", "baselines", "ceiling_pairs_fitted",
                                                                         "learned_unpaired", "held_out") if k in res}
-    (run.out / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (pack_dir / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
     grid = [np.concatenate([to_u8(x), to_u8(y), to_u8(o)], 1) for x, y, o in zip(hx, hy, outs)]
     cv2.imwrite(str(out / "held_out.jpg"), cv2.cvtColor(np.concatenate([cv2.resize(g, (3 * FRAME_W, 240))
                                                                       for g in grid], 0), cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from realtime.styles import load_pack
+
+    ap = _parser()
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    look = vintage() if args.look == "vintage" else grade
+    sides = _split_portraits()
+    t0 = time.perf_counter()
+    style_dir = out / "style-photos"
+    style_imgs = _write_style_photos(look, sides, style_dir)
+    hx = [to_frame(im) for im in sides.held_out.images]
+    hy = [look(x) for x in hx]
+    bx = [to_frame(im) for im in sides.content]
+    by = [look(x) for x in bx]
+    look_s = time.perf_counter() - t0
+    pooled = np.concatenate([s.reshape(-1, 3) for s in style_imgs]).astype(np.float32) / 255
+
+    res: dict = {"benchmark": "stylecam learn known-answer", "look": args.look, "style_side": sides.style_names,
+                 "content_side": sides.content_names, "held_out": [Path(n).name for n in sides.held_out.names],
+                 "frame_width": FRAME_W, "look_seconds": round(look_s, 1)}
+    res["baselines"] = {
+        "identity": score(hx, hy, hx),
+        "histogram_matching": score(hx, hy, [hist_match(x, pooled) for x in hx]),
+        "mean_std_transfer": score(hx, hy, [mean_std(x, pooled) for x in hx]),
+    }
+    t1 = time.perf_counter()
+    if args.ceiling_steps:
+        ceil = fit_pairs(bx, by, args.ceiling_steps, args.seed)
+        with torch.no_grad():
+            res["ceiling_pairs_fitted"] = score(hx, hy, [ceil(x, torch.ones(1, 1)) for x in hx])
+    res["ceiling_seconds"] = round(time.perf_counter() - t1, 1)
+
+    style = PhotoSet(style_imgs, sides.style_names, [str(style_dir)])
+    content = PhotoSet(sides.content, sides.content_names, ["bundled portraits (content side)"])
+    cfg = _learn_config(ap, args, style_dir, out)
+    res["learn_config"] = {k: getattr(cfg, k) for k in ("w_adv", "w_sw", "w_struct", "w_ident", "w_smooth",
+                                                       "w_mono", "lr", "gan", "r1", "batch")}
+    run = learn(cfg, style, content)
+    net = load_pack(run.out).build()
+    with torch.no_grad():
+        outs = [net(x, torch.ones(1, 1)) for x in hx]
+    res["learned_unpaired"] = score(hx, hy, outs)
+    res["learn_steps"], res["learn_minutes"] = run.steps, round(run.seconds / 60, 2)
+    res.update(_machine())
+    _record(run.out, res, out, hx, hy, outs)
     print(json.dumps(res, indent=2))
     return 0
 

@@ -286,8 +286,7 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``distill``, ``learn``, ``evaluate``, ``export-onnx`` and ``train-teacher`` to the ``stylecam`` parser."""
+def _add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "distill", help="distil a student style pack from a teacher model",
         description="Distil a fast student from a teacher (CycleGAN .pth, ONNX or TorchScript) into a style pack. "
@@ -354,6 +353,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_teacher_flags(p)  # -v/--verbose comes with every command from ui/cli.py
     p.set_defaults(func=_cmd_distill)
 
+def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     from realtime.lut import DEFAULT_LUT_ARCH, LUT_REGISTRY
 
     p = subparsers.add_parser(
@@ -396,6 +396,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_learn)
 
+def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a style pack against its teacher as the user sees it and record the metrics",
         description="Scores the 640x480 output of `stylecam render --preset all --no-segmentation` against the "
@@ -414,6 +415,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_teacher_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
+def _add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export-onnx", help="export a style pack's student to ONNX",
                               description="Example: stylecam export-onnx packs/mine -o mine.onnx")
     p.add_argument("pack", metavar="PACK")
@@ -422,6 +424,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", metavar="WxH", help="fixed input size (default: dynamic height and width)")
     p.set_defaults(func=_cmd_export_onnx)
 
+def _add_train_teacher_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-teacher", help="train a CycleGAN teacher from two unpaired image folders",
                               description="Example: stylecam train-teacher --a photos/ --b paintings/ --out "
                                           "teachers/paint --steps 20000")
@@ -438,6 +441,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train_teacher)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``distill``, ``learn``, ``evaluate``, ``export-onnx`` and ``train-teacher`` to the ``stylecam`` parser."""
+    _add_distill_parser(subparsers)
+    _add_learn_parser(subparsers)
+    _add_evaluate_parser(subparsers)
+    _add_export_onnx_parser(subparsers)
+    _add_train_teacher_parser(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
