@@ -34,6 +34,10 @@ _METRIC_LABELS = {
 }
 
 
+#: metrics too detailed for a tooltip (pack.json keeps them)
+_DETAIL_METRICS = {"per_picture", "eval", "selection", "superseded_320x240"}
+
+
 def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
     """Name, pack, hotkey, teacher, guide and measured metrics of ``style`` as a rich-text tooltip.
 
@@ -47,7 +51,7 @@ def style_tooltip(style: StyleInfo, guide_now: str | None = None) -> str:
     elif teacher:
         lines.append(f"Teacher: {teacher}")
     for key, value in style.metrics.items():
-        if isinstance(value, (dict, list)):  # per-picture values and the like: pack.json has them
+        if key in _DETAIL_METRICS or isinstance(value, list):  # per-picture values and the like: pack.json has them
             continue
         label, fmt = _METRIC_LABELS.get(key, (key.replace("_", " "), "{}"))
         if isinstance(value, dict):  # a group of measurements (e.g. a known-answer benchmark): its numbers
