@@ -106,7 +106,10 @@ class Pipeline:
             raise InputError(f"--split-precision {cfg.split_precision}: expected auto, fp32 or bf16")
         self.split_precision = cfg.split_precision
         if self.split_precision == "auto":
-            self.split_precision = "bf16" if self.backend == "cpu" and not self.device_path and native_bf16() else "fp32"
+            # bfloat16 is a torch.compile engine: only where the engine is ours to choose (--cpu-engine
+            # auto), so an explicit engine is what runs, and no compile ever runs on the frame thread.
+            self.split_precision = "bf16" if (self.backend == "cpu" and not self.device_path and native_bf16()
+                                              and cfg.cpu_engine == "auto") else "fp32"
         if self.split_precision == "bf16" and (self.backend != "cpu" or self.device_path):
             raise InputError("--split-precision bf16 runs on the CPU backend only")
         if self.device_path and cfg.cpu_engine not in ("auto", "eager") and self.backend == "cpu":

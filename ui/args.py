@@ -39,7 +39,7 @@ def add_pipeline_arguments(p, live: bool = False) -> None:
     p.add_argument("--internal-size", metavar="WxH", help="resolution the student runs at (default: the pack's)")
     p.add_argument("--split-precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="precision of the background's style when a frame has two (split); auto: bf16 on CPUs "
-                        "with native bfloat16")
+                        "with native bfloat16 when --cpu-engine is auto")
     p.add_argument("--no-segmentation", action="store_true", help="treat the whole frame as the person")
     p.add_argument("--seg-model", choices=("landscape", "square"), default="landscape",
                    help="MediaPipe selfie segmentation model")

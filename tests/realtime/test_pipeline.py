@@ -219,6 +219,18 @@ def test_split_precision_is_checked(packs):
         assert p.split_precision == "fp32"
 
 
+def test_auto_split_precision_keeps_an_explicit_cpu_engine(packs, monkeypatch):
+    """bfloat16 is a compiled engine: with --cpu-engine set, auto keeps the split in fp32 on that engine
+    (and never compiles on the frame thread)."""
+    import realtime.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "native_bf16", lambda: True)
+    with Pipeline(cfg(packs, cpu_engine="eager", split_precision="auto")) as p:
+        assert p.split_precision == "fp32"
+    with Pipeline(cfg(packs, cpu_engine="auto", split_precision="auto")) as p:
+        assert p.split_precision == "bf16"
+
+
 def test_split_bf16_measured_slower_is_not_compiled_again(packs, portrait, no_compile, monkeypatch, tmp_path):
     import realtime.stylizer as stylizer
 
