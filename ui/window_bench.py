@@ -19,7 +19,6 @@ no display is set) or a real X server (``xvfb-run python -m ui.window_bench``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QElapsedTimer, QSetti
 from PyQt6.QtTest import QTest  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from realtime.benchmarks.common import load_frames, percentile  # noqa: E402
+from realtime.benchmarks.common import emit_json, load_frames, percentile  # noqa: E402
 
 PROBE_MS = 5
 
@@ -229,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "stall_ms_max_baseline": result["live"]["stall_ms"]["max"], "stall_ms_target": 50.0,
     }
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 

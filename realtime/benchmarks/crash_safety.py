@@ -16,7 +16,6 @@ does not open.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ import av
 import numpy as np
 
 from kernels.provenance import provenance
-from realtime.benchmarks.common import synthetic_frames
+from realtime.benchmarks.common import emit_json, synthetic_frames
 from realtime.errors import InputError
 from realtime.sinks import (
     CONTAINERS,
@@ -197,10 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.reps < 1 or not args.fps > 0:
         parser.error("--frames must be >= 2, --reps >= 1 and --fps > 0")
     result = bench_crash_safety(size, args.frames, args.fps, args.reps, exposure_frames=min(args.frames, 90))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
     return 0
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from realtime.split_fidelity import fidelity, held_out_pictures, style_fidelity
+from realtime.benchmarks.split_fidelity import fidelity, held_out_pictures, style_fidelity
 from realtime.styles import StyleRegistry
 from tests.helpers import make_pack, synthetic_frame
 

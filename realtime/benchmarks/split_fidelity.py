@@ -1,6 +1,6 @@
 """How close a split's cheaper background pass stays to the same style run in full; prints JSON.
 
-``python -m realtime.split_fidelity --json OUT``: for every installed style, the student in bfloat16
+``python -m realtime.benchmarks.split_fidelity --json OUT``: for every installed style, the student in bfloat16
 (the background pass of ``--split-precision bf16``) against the same student in fp32, on held-out
 pictures the shipped packs never trained on (the cameraman, Grace Hopper, a motorcycle, the Hubble
 deep field) and on frames of the demo clip, as whole 640×480 frames at the pack's internal size:
@@ -13,7 +13,6 @@ deep field) and on frames of the demo clip, as whole 640×480 frames at the pack
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,8 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from .composite import cover_resize
-from .stylizer import apply_delta, prepare
+from kernels.provenance import provenance
+from realtime.benchmarks.common import emit_json
+from realtime.composite import cover_resize
+from realtime.stylizer import apply_delta, prepare
 
 SIZE = (640, 480)
 
@@ -47,8 +48,8 @@ def held_out_pictures() -> dict[str, np.ndarray]:
 
 
 def demo_frames(n: int = 5) -> dict[str, np.ndarray]:
-    from .demo import DEMO_CLIP
-    from .sources import open_source
+    from realtime.demo import DEMO_CLIP
+    from realtime.sources import open_source
 
     with open_source(str(DEMO_CLIP), size=SIZE, mode="all", paced=False, max_frames=200) as src:
         frames = [f.image for f in src.frames()]
@@ -78,13 +79,12 @@ def style_fidelity(pack, index: int, pictures: dict[str, np.ndarray], size: tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.split_fidelity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m realtime.benchmarks.split_fidelity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--styles", action="append", default=[], metavar="DIR", help="extra style packs")
     parser.add_argument("--only", action="append", default=[], metavar="STYLE", help="just these styles")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
-    from .bench import git_commit, machine, versions
-    from .styles import StyleRegistry
+    from realtime.styles import StyleRegistry
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     reg = StyleRegistry(args.styles)
@@ -100,12 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                    "mean": round(float(np.mean([v for r in per_style.values() for v in r[g].values()])), 4)}
                for g in groups} if per_style else {}
     result = {"benchmark": "split background fidelity (bfloat16 vs fp32 student)", "summary": summary,
-              "target": 0.97, "per_style": per_style, "machine": machine(), "versions": versions(),
-              "commit": git_commit()}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+              "target": 0.97, "per_style": per_style, **provenance()}
+    emit_json(result, args.json)
     return 0
 
 
