@@ -53,6 +53,17 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+def _set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's CPU threads for a training command (``None``: torch's choice)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(f"--threads {threads}: must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------------------------
 # distill
 # --------------------------------------------------------------------------------------------
@@ -61,12 +72,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from training.distill import DistillConfig, DistillError, StyleSpec, distill, parse_style_arg
 
     _setup_logging(args.verbose)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads {args.threads}: must be at least 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     base = _teacher_options(args)
     if args.style:
         styles = [parse_style_arg(s, args.teacher or "", base) for s in args.style]
@@ -159,12 +165,7 @@ def _cmd_learn(args: argparse.Namespace) -> int:
     from training.learn import LearnConfig, learn
 
     _setup_logging(args.verbose)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads {args.threads}: must be at least 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
     view = parse_size(args.view, "--view") if args.view else (64, 48)
