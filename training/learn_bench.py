@@ -2,8 +2,9 @@
 
 Style photos are made by applying a known look to one set of pictures; the look is learned against a
 *disjoint* set of content pictures; the score is ``fidelity_gain`` to the known look on held-out
-pictures that neither side trained on. Beside it: the model class's ceiling (the same LUT model
-fitted directly to pairs) and trivial unpaired baselines (per-channel histogram matching to the
+pictures that neither side trained on. Beside it: paired fits (the LUT model fitted to the content
+pictures' pairs, the same model fitted on the held-out pairs themselves — the model class's ceiling —
+and a global quadratic colour map fitted on each held-out picture) and trivial unpaired baselines (per-channel histogram matching to the
 pooled style photos, per-channel mean/std transfer). Prints one JSON object::
 
     python -m training.learn_bench --look vintage --minutes 20 --out runs/bench-vintage
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from realtime.lut import LutNet
+from kernels.provenance import provenance
 from training.evaluate import fidelity_gain
 from training.learn import LearnConfig, PhotoSet, bundled_portraits, learn, load_photos
 
@@ -114,6 +114,36 @@ def fit_pairs(xs: list[torch.Tensor], ys: list[torch.Tensor], steps: int, seed: 
     return net.eval()
 
 
+def _ceilings(bx: list[torch.Tensor], by: list[torch.Tensor], hx: list[torch.Tensor], hy: list[torch.Tensor],
+              steps: int, seed: int) -> dict[str, float]:
+    """What paired fits reach, beside the unpaired result (all scored on the held-out pictures):
+
+    - ``lut_fitted_to_content_pairs``: the LUT model fitted to (content picture, look) pairs, then run
+      on the held-out pictures — what pairs of *other* pictures teach;
+    - ``lut_fitted_on_held_out``: the LUT model fitted to the held-out pairs themselves — the model
+      class's ceiling;
+    - ``quadratic_map_per_picture``: a global 10-term quadratic colour map fitted on each held-out
+      picture itself (``realtime.colormap``) — the reference the guided styles use.
+    """
+    from realtime.colormap import apply_map_rgb, fit_map
+
+    one = torch.ones(1, 1)
+    out: dict[str, float] = {}
+    if steps:
+        for name, (xs, ys) in (("lut_fitted_to_content_pairs", (bx, by)), ("lut_fitted_on_held_out", (hx, hy))):
+            net = fit_pairs(xs, ys, steps, seed)
+            with torch.no_grad():
+                out[name] = score(hx, hy, [net(x, one) for x in hx])
+
+    def hwc(t: torch.Tensor) -> np.ndarray:
+        return t[0].permute(1, 2, 0).numpy().astype(np.float64)
+
+    maps = [apply_map_rgb(fit_map(hwc(x), hwc(y)), hwc(x)) for x, y in zip(hx, hy)]
+    out["quadratic_map_per_picture"] = score(hx, hy, [torch.from_numpy(m).permute(2, 0, 1)[None].float()
+                                                      for m in maps])
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training.learn_bench")
     ap.add_argument("--look", choices=("vintage", "grade"), default="vintage")
@@ -174,23 +204,11 @@ def _learn_config(ap: argparse.ArgumentParser, args: argparse.Namespace, style_d
     return cfg
 
 
-def _machine() -> dict:
-    """What ran the benchmark: CPU, torch threads and version, and the commit when in a git checkout."""
-    res: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                             "torch": torch.__version__}}
-    try:
-        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        pass
-    return res
-
-
 def _record(pack_dir: Path, res: dict, out: Path, hx: list[torch.Tensor], hy: list[torch.Tensor],
             outs: list[torch.Tensor]) -> None:
     """The known-answer result into the pack's metrics, and a held-out grid (picture | look | learned)."""
     meta = json.loads((pack_dir / "pack.json").read_text())
-    meta["styles"][0]["metrics"]["known_answer"] = {k: res[k] for k in ("look", "baselines", "ceiling_pairs_fitted",
+    meta["styles"][0]["metrics"]["known_answer"] = {k: res[k] for k in ("look", "baselines", "ceilings",
                                                                         "learned_unpaired", "held_out") if k in res}
     (pack_dir / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
     grid = [np.concatenate([to_u8(x), to_u8(y), to_u8(o)], 1) for x, y, o in zip(hx, hy, outs)]
@@ -227,10 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean_std_transfer": score(hx, hy, [mean_std(x, pooled) for x in hx]),
     }
     t1 = time.perf_counter()
-    if args.ceiling_steps:
-        ceil = fit_pairs(bx, by, args.ceiling_steps, args.seed)
-        with torch.no_grad():
-            res["ceiling_pairs_fitted"] = score(hx, hy, [ceil(x, torch.ones(1, 1)) for x in hx])
+    res["ceilings"] = _ceilings(bx, by, hx, hy, args.ceiling_steps, args.seed)
     res["ceiling_seconds"] = round(time.perf_counter() - t1, 1)
 
     style = PhotoSet(style_imgs, sides.style_names, [str(style_dir)])
@@ -244,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         outs = [net(x, torch.ones(1, 1)) for x in hx]
     res["learned_unpaired"] = score(hx, hy, outs)
     res["learn_steps"], res["learn_minutes"] = run.steps, round(run.seconds / 60, 2)
-    res.update(_machine())
+    res.update(provenance({"threads": torch.get_num_threads()}))
     _record(run.out, res, out, hx, hy, outs)
     print(json.dumps(res, indent=2))
     return 0
