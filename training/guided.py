@@ -13,8 +13,7 @@ clip are scored against the teacher run on those very frames at 640×480:
 - ``ewarp_student`` (the output's) and ``ewarp_teacher`` on the scored frames with the exact known
   motion, as :func:`training.evaluate.ewarp` defines it; ``ewarp_input`` for reference.
 
-The held-out frames are the reporting set of :mod:`training.heldout` where that module exists,
-otherwise the recipe's held-out portraits made into 640×480 camera frames.
+The held-out frames are the selection and reporting sets of :mod:`training.heldout`.
 """
 
 from __future__ import annotations
@@ -28,37 +27,15 @@ import numpy as np
 import torch
 
 from realtime.colormap import fit_map
+from training import heldout
 
-FRAME_SIZE = (640, 480)
-
-
-def camera_frame(img: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
-    """A picture (uint8 RGB) as a camera frame: centre-cropped to the frame's aspect, resized."""
-    w, h = size
-    H, W = img.shape[:2]
-    if W * h > H * w:
-        cw = H * w // h
-        img = img[:, (W - cw) // 2:(W - cw) // 2 + cw]
-    else:
-        ch = W * h // w
-        img = img[(H - ch) // 2:(H - ch) // 2 + ch]
-    interp = cv2.INTER_AREA if img.shape[1] > w else cv2.INTER_CUBIC
-    return np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=interp))
+FRAME_SIZE = heldout.FRAME_SIZE
+camera_frame = heldout.camera_frame
 
 
-def held_out_frames(recipe_held_out: Sequence[str] = (), cache: Path | None = None,
-                    which: str = "reporting") -> list[tuple[str, np.ndarray]]:
-    """``[(name, (480, 640, 3) uint8 RGB)]``: the held-out set ``which`` (see module docstring)."""
-    try:
-        from training import heldout  # the widened held-out material, where present
-    except ImportError:
-        heldout = None
-    if heldout is not None:
-        return heldout.load(which, cache)
-    from training.data import ImageSet
-
-    images = ImageSet(list(recipe_held_out))
-    return [(it.label, camera_frame(images.load(it))) for it in images.items]
+def held_out_frames(cache: Path | None = None, which: str = "reporting") -> list[tuple[str, np.ndarray]]:
+    """``[(name, (480, 640, 3) uint8 RGB)]``: the held-out set ``which`` of :mod:`training.heldout`."""
+    return heldout.load(which, cache)
 
 
 def fit_default_map(teacher: Callable[[torch.Tensor], torch.Tensor], pictures: Sequence[np.ndarray],
@@ -280,12 +257,7 @@ def evaluate_guided_recipe(pack_dir: Path, recipe, teacher_paths: dict[str, Path
 
     results = {}
     meta = json.loads((pack_dir / "pack.json").read_text())
-    sets = {}
-    for which in ("selection", "reporting"):
-        try:
-            sets[which] = held_out_frames(recipe.held_out, cache, which)
-        except Exception:  # noqa: BLE001 - no widened set: the recipe's held-out portraits serve both
-            sets[which] = held_out_frames(recipe.held_out, cache)
+    sets = {which: held_out_frames(cache, which) for which in ("selection", "reporting")}
     for sm in meta["styles"]:
         s = next(x for x in recipe.styles if x["id"] == sm["id"])
         teacher = load_teacher(teacher_paths[s["teacher"]], **json_copy(s.get("options", {})))
