@@ -354,6 +354,7 @@ def _add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_teacher_flags(p)  # -v/--verbose comes with every command from ui/cli.py
     p.set_defaults(func=_cmd_distill)
 
+
 def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     from realtime.lut import DEFAULT_LUT_ARCH, LUT_REGISTRY
 
@@ -397,6 +398,7 @@ def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_learn)
 
+
 def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a style pack against its teacher as the user sees it and record the metrics",
@@ -416,6 +418,7 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_teacher_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
+
 def _add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export-onnx", help="export a style pack's student to ONNX",
                               description="Example: stylecam export-onnx packs/mine -o mine.onnx")
@@ -424,6 +427,7 @@ def _add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--size", metavar="WxH", help="fixed input size (default: dynamic height and width)")
     p.set_defaults(func=_cmd_export_onnx)
+
 
 def _add_train_teacher_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-teacher", help="train a CycleGAN teacher from two unpaired image folders",
