@@ -312,9 +312,8 @@ class Pipeline:
         finished full-resolution image instead; on the device path a guided style alone needs no pass
         (the compositing kernel applies its map)."""
         if self.device_path:
-            if self.guides.device_map(mix, ft.device) is not None:
-                return None
-            return self.guides.delta_torch(self.stylizer, ft, mix)
+            cmap = self.guides.device_map(mix, ft.device)  # a guided style alone: its map, fused into the kernel
+            return (cmap, "map") if cmap is not None else self.guides.delta_torch(self.stylizer, ft, mix)
         if self.guides.split(mix)[1] or self.stylizer.paints_full_frame(mix):
             return Layer("image", self.guides.stylize(self.stylizer, ft, mix))
         return self.stylizer.delta(ft, mix, precision, inputs)
@@ -343,8 +342,8 @@ class Pipeline:
 
         dev, dtype = ft.device, (torch.float16 if ft.is_cuda else torch.float32)
         if mix is not None:
-            cmap = self.guides.device_map(mix, dev)  # a guided style alone: its map, fused into the kernel
-            return (cmap, "map") if cmap is not None else (deltas[tuple(sorted(mix.items()))], "delta")
+            d = deltas[tuple(sorted(mix.items()))]
+            return d if isinstance(d, tuple) else (d, "delta")
         if t.kind == "original":
             return None, "image"
         if t.kind == "color":
