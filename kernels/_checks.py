@@ -6,6 +6,7 @@ expected, so a bad call fails on one line instead of deep inside a kernel.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 IMAGE_DTYPES = (torch.float16, torch.float32)
 MODES = {"image": 0, "delta": 1, "map": 2, 0: 0, 1: 1, 2: 2}
 MAP_TERMS = 10  # a colour map's terms per output channel: r, g, b, r², g², b², rg, gb, rb, 1
+MAX_LUT_DIM = 129  # lattice points per axis of a 3D LUT (the looks use 17 and 33)
 
 
 def as_tensor(name: str, value: Any) -> torch.Tensor:
@@ -89,6 +91,32 @@ def check_map(name: str, coeffs: Any, device: torch.device | None = None) -> tor
     if device is not None:
         check_device(name, t, device)
     return t
+
+
+def check_lut(name: str, lut: Any, device: torch.device | None = None) -> torch.Tensor:
+    """A 3D LUT: float32 ``[3, D, D, D]`` indexed ``[c, r, g, b]``, ``2 <= D <= 129``.
+
+    Its values are not scanned for NaN: that would cost a device synchronisation on every frame,
+    and a NaN entry only makes the pixels that sample it NaN, in the reference as in the kernel.
+    """
+    t = as_tensor(name, lut)
+    d = t.shape[-1] if t.dim() == 4 else 0
+    if t.dtype != torch.float32 or t.dim() != 4 or tuple(t.shape) != (3, d, d, d) or not 2 <= d <= MAX_LUT_DIM:
+        raise KernelInputError(f"{name}: a 3D LUT must be float32 [3, D, D, D] with 2 <= D <= {MAX_LUT_DIM}, "
+                               f"got {t.dtype} {list(t.shape)}")
+    if device is not None:
+        check_device(name, t, device)
+    return t
+
+
+def check_finite(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise KernelInputError(f"{name}: expected a finite number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise KernelInputError(f"{name}: expected a finite number, got {value!r}")
+    return v
 
 
 def check_range(name: str, value: float, lo: float, hi: float) -> float:

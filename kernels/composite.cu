@@ -1,4 +1,5 @@
-// Compositing kernels for the cuda backend, loaded by CuPy (cupy.RawModule) from kernels/cupy_ops.py.
+// Frame kernels for the cuda backend (prepare, compositing, masked blur, 3D-LUT change), loaded by
+// CuPy (cupy.RawModule) from kernels/cupy_ops.py.
 //
 // The same file is compiled on the CPU by g++ through kernels/cuda_emu.h and launched block by
 // block from Python, so its arithmetic is tested against kernels/reference.py without a GPU.
@@ -8,7 +9,8 @@
 // Definitions (see kernels/reference.py): bilinear sampling with half-pixel centres, edge clamp,
 // no antialias (= torch interpolate(mode="bilinear", align_corners=False)); alpha =
 // smoothstep(threshold - feather, threshold + feather, m), feather 0 = hard step m >= threshold;
-// uint8 output rounds to nearest (ties to even) and clamps.
+// uint8 output rounds to nearest (ties to even) and clamps; a 3D LUT is sampled trilinearly with
+// align-corners lattice points (0 and 1 on the end points, see lut_delta).
 //
 // Dtype codes for `void*` tensor arguments: 0 = absent, 1 = float32, 2 = float16.
 
@@ -253,4 +255,54 @@ blur_v(const float* __restrict__ tmp, int H, int W,  // [4, H, W] from blur_h
     float den = fmaxf(acc[3], BLUR_EPS);
     long long i = (long long)y * W + x;
     for (int c = 0; c < 3; ++c) store_f(out, out_dt, c * plane + i, acc[c] / den);
+}
+
+// Linear interpolation written so that t = 0 gives a and t = 1 gives b exactly.
+__device__ __forceinline__ float lerp01(float a, float b, float t) {
+    return a * (1.0f - t) + b * t;
+}
+
+// Lattice cell of an input level v in [0, 1] on a D-point axis: lower index in 0..D-2 and the
+// offset in [0, 1] towards the next point; v = 1 lands on the last point with offset 1.
+__device__ __forceinline__ void lut_cell(float v, int D, int* i0, float* t) {
+    float pos = v * (float)(D - 1);
+    int i = (int)pos;  // v >= 0: truncation is floor
+    if (i > D - 2) i = D - 2;
+    *i0 = i;
+    *t = pos - (float)i;
+}
+
+// The change a 3D LUT makes to each pixel: out[c] = scale * (LUT(x)[c] - x[c]), x = the pixel's RGB / 255,
+// LUT(x) trilinear in the lattice [c, r, g, b] (lerp along b, then g, then r; kernels/reference.py).
+extern "C" __global__ void __launch_bounds__(BLOCK_X * BLOCK_Y)
+lut_delta(const unsigned char* __restrict__ frame,  // [H, W, 3] BGR, contiguous
+          int H, int W,
+          const float* __restrict__ lut, int D,     // [3, D, D, D] float32, indexed [c, r, g, b], D >= 2
+          float scale,                              // weight of the look (Σ of its styles' mix weights)
+          void* __restrict__ out, int out_dt) {     // [3, H, W] RGB change, dtype out_dt
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= W || y >= H) return;
+    long long p = (long long)y * W + x;
+    float rgb[3];
+    rgb[0] = (float)frame[p * 3 + 2] / 255.0f;
+    rgb[1] = (float)frame[p * 3 + 1] / 255.0f;
+    rgb[2] = (float)frame[p * 3 + 0] / 255.0f;
+    int ir, ig, ib;
+    float tr, tg, tb;
+    lut_cell(rgb[0], D, &ir, &tr);
+    lut_cell(rgb[1], D, &ig, &tg);
+    lut_cell(rgb[2], D, &ib, &tb);
+    long long sr = (long long)D * D, sg = D;  // strides of r and g in a [D, D, D] plane
+    long long base = ir * sr + ig * sg + ib;
+    long long plane = sr * D, out_plane = (long long)H * W;
+    for (int c = 0; c < 3; ++c) {
+        const float* l = lut + c * plane + base;
+        float v00 = lerp01(l[0], l[1], tb);                // (r0, g0)
+        float v01 = lerp01(l[sg], l[sg + 1], tb);          // (r0, g1)
+        float v10 = lerp01(l[sr], l[sr + 1], tb);          // (r1, g0)
+        float v11 = lerp01(l[sr + sg], l[sr + sg + 1], tb);  // (r1, g1)
+        float v = lerp01(lerp01(v00, v01, tg), lerp01(v10, v11, tg), tr);
+        store_f(out, out_dt, c * out_plane + p, (v - rgb[c]) * scale);
+    }
 }

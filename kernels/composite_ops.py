@@ -1,4 +1,4 @@
-"""Launch planning for the CUDA C compositing kernels in ``composite.cu``.
+"""Launch planning for the CUDA C frame kernels in ``composite.cu`` (compositing and a LUT look's change).
 
 The ops here check their arguments, allocate outputs and describe each kernel launch
 (:class:`Launch`: kernel name, grid, block, typed arguments). A *runner* executes the
@@ -17,12 +17,13 @@ from typing import Any, Protocol
 import torch
 
 from kernels._checks import (
-    as_tensor, check_frame, check_image, check_map, check_mask, check_mode, check_out_dtype, check_range, check_size,
+    as_tensor, check_finite, check_frame, check_image, check_lut, check_map, check_mask, check_mode, check_out_dtype,
+    check_range, check_size,
 )
 from kernels.reference import BLUR_EPS, MAX_SIGMA, gaussian_taps
 
 SOURCE_PATH = Path(__file__).with_name("composite.cu")
-KERNELS = ("prepare", "composite", "blur_h", "blur_v")
+KERNELS = ("prepare", "composite", "blur_h", "blur_v", "lut_delta")
 
 # Compile-time constants injected into composite.cu as -D defines.
 DEFINES: dict[str, str] = {
@@ -170,6 +171,23 @@ def masked_blur(image: Any, mask: Any, sigma: float, threshold: float, feather: 
     runner(Launch("blur_v", grid, BLOCK,
                   [_ptr(tmp), _i32(h), _i32(w), _ptr(taps), _i32(radius), _ptr(out), _i32(_DT[out_dtype])],
                   keep=[taps, tmp]))
+    return out
+
+
+def lut_delta(frame: Any, lut: Any, scale: float, out_dtype: torch.dtype, runner: Runner) -> torch.Tensor:
+    """A 3D LUT look's change ``scale · (LUT(x) − x)`` as float RGB ``[1, 3, H, W]``
+    (see :func:`kernels.reference.lut_delta`)."""
+    f = check_frame("frame", frame)
+    runner.check_device("frame", f.device)
+    f = f.contiguous()
+    table = check_lut("lut", lut, f.device).contiguous()
+    scale = check_finite("scale", scale)
+    check_out_dtype("out_dtype", out_dtype)
+    h, w = f.shape[:2]
+    out = torch.empty((1, 3, h, w), dtype=out_dtype, device=f.device)
+    runner(Launch("lut_delta", _grid(h, w), BLOCK,
+                  [_ptr(f), _i32(h), _i32(w), _ptr(table), _i32(table.shape[-1]), _f32(scale),
+                   _ptr(out), _i32(_DT[out_dtype])], keep=[table]))
     return out
 
 

@@ -1,4 +1,4 @@
-"""CuPy launchers for ``composite.cu`` on CUDA tensors (torch ↔ CuPy through DLPack, no copies).
+"""CuPy launchers for ``composite.cu`` (compositing, a LUT look's change) on CUDA tensors (torch ↔ CuPy through DLPack, no copies).
 
 The module is compiled once per device with NVRTC (CuPy caches the binary on disk) and
 launched on torch's current stream, so the kernels order correctly with the surrounding
@@ -96,3 +96,9 @@ def masked_blur(image: torch.Tensor, mask: torch.Tensor, sigma: float, threshold
                 feather: float = 0.1, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Mask-weighted Gaussian blur on CUDA tensors; see :func:`kernels.reference.masked_blur`."""
     return composite_ops.masked_blur(image, mask, sigma, threshold, feather, out_dtype, runner())
+
+
+def lut_delta(frame: torch.Tensor, lut: torch.Tensor, scale: float = 1.0,
+              out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A 3D LUT look's change on a CUDA frame, in one pass; see :func:`kernels.reference.lut_delta`."""
+    return composite_ops.lut_delta(frame, lut, scale, out_dtype, runner())

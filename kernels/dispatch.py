@@ -9,6 +9,8 @@ fails its start-up self-check) goes to the torch references in :mod:`kernels.ref
     log.info(reason)
     realtime.student.set_norm_impl(student_norm_impl())   # None = keep the reference
     frame_out = composite(frame_gpu, mask, fg=delta, fg_mode="delta", threshold=0.4)
+
+The compositing provider also serves the CuPy LUT kernel (:func:`lut_delta`, the same ``.cu`` source).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ def _self_check_cupy() -> None:
     ref = reference.composite(frame, mask, fg, None, "image", "image", 0.4, 0.1, 0.9)
     if (out.int() - ref.int()).abs().max().item() > 1:
         raise RuntimeError("cupy compositing self-check mismatch against the reference")
+    lut = (torch.rand(3, 5, 5, 5, generator=g) * 1.2 - 0.1).cuda()
+    d = cupy_ops.lut_delta(frame, lut, 0.8, torch.float32)
+    if not torch.allclose(d, reference.lut_delta(frame, lut, 0.8, torch.float32), atol=1e-5):
+        raise RuntimeError("cupy LUT self-check mismatch against the reference")
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +118,8 @@ def _use_triton(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.is_cuda and providers().norm == "triton"
 
 
-def _use_cupy(t: Any) -> bool:
+def uses_cupy(t: Any) -> bool:
+    """True when the CuPy kernels serve ``t`` (a CUDA tensor, and CuPy passed its self-check)."""
     return isinstance(t, torch.Tensor) and t.is_cuda and providers().composite == "cupy"
 
 
@@ -153,7 +160,7 @@ def norm_rows(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, act: str
 
 def prepare(frame: Any, out_h: int, out_w: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 BGR ``[H, W, 3]`` → float RGB ``[1, 3, out_h, out_w]``; CuPy for CUDA frames."""
-    if _use_cupy(frame):
+    if uses_cupy(frame):
         from kernels import cupy_ops
 
         return cupy_ops.prepare(frame, out_h, out_w, dtype)
@@ -167,7 +174,7 @@ def composite(frame: Any, mask: Any, fg: Any = None, bg: Any = None, fg_mode: An
 
     See :func:`kernels.reference.composite` for the definition and arguments.
     """
-    if _use_cupy(frame):
+    if uses_cupy(frame):
         from kernels import cupy_ops
 
         return cupy_ops.composite(frame, mask, fg, bg, fg_mode, bg_mode, threshold, feather, strength)
@@ -180,8 +187,20 @@ def masked_blur(image: Any, mask: Any, sigma: float, threshold: float = 0.5, fea
 
     See :func:`kernels.reference.masked_blur` for the definition and arguments.
     """
-    if _use_cupy(image):
+    if uses_cupy(image):
         from kernels import cupy_ops
 
         return cupy_ops.masked_blur(image, mask, sigma, threshold, feather, out_dtype)
     return reference.masked_blur(image, mask, sigma, threshold, feather, out_dtype)
+
+
+def lut_delta(frame: Any, lut: Any, scale: float = 1.0, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A 3D LUT look's change ``scale · (LUT(x) − x)``, float RGB ``[1, 3, H, W]``; CuPy for CUDA frames.
+
+    See :func:`kernels.reference.lut_delta` for the definition and arguments.
+    """
+    if uses_cupy(frame):
+        from kernels import cupy_ops
+
+        return cupy_ops.lut_delta(frame, lut, scale, out_dtype)
+    return reference.lut_delta(frame, lut, scale, out_dtype)

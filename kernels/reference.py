@@ -14,6 +14,11 @@ Definitions shared by the compositing ops:
   ``smoothstep(a, b, m) = t * t * (3 - 2 t)``, ``t = clamp((m - a) / (b - a), 0, 1)``;
   ``feather == 0`` is the hard step ``m >= threshold``.
 * **uint8 output** rounds to nearest (ties to even) and clamps to [0, 255].
+* **3D LUT** ``[3, D, D, D]`` indexed ``[c, r, g, b]``: lattice point ``i`` sits at ``i / (D - 1)``
+  (0 and 1 on the end points, like ``grid_sample(align_corners=True)``); a level ``v`` in [0, 1]
+  falls in cell ``i0 = min(floor(v (D - 1)), D - 2)`` at offset ``t = v (D - 1) - i0``, so 1 lands
+  exactly on the last point; values are interpolated along b, then g, then r with
+  ``a (1 - t) + b t``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels._checks import (
-    as_tensor, check_frame, check_image, check_map, check_mask, check_mode, check_norm_args, check_out_dtype, check_range,
-    check_size,
+    as_tensor, check_finite, check_frame, check_image, check_lut, check_map, check_mask, check_mode, check_norm_args,
+    check_out_dtype, check_range, check_size,
 )
 
 LEAKY_SLOPE = 0.2
@@ -335,3 +340,64 @@ def _image_rgb(image: Any) -> torch.Tensor:
     if t.dtype == torch.uint8:
         return frame_to_rgb(check_frame("image", t))
     return check_image("image", t)[0].float()
+
+
+# ----------------------------------------------------------------------------------------------
+# 3D LUT looks
+# ----------------------------------------------------------------------------------------------
+
+def _lerp01(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``a (1 - t) + b t``: exactly ``a`` at t = 0 and ``b`` at t = 1."""
+    return a * (1.0 - t) + b * t
+
+
+def lut_sample(lut: Any, rgb: torch.Tensor) -> torch.Tensor:
+    """Trilinear lookup of float RGB in a 3D LUT (see the module docstring), in float32.
+
+    Values of ``rgb`` outside [0, 1] are clamped to the cube's faces.
+
+    Shape:
+        lut: float32 ``[3, D, D, D]`` indexed ``[c, r, g, b]``; rgb: ``[3, H, W]``; returns ``[3, H, W]``.
+    """
+    lut = check_lut("lut", lut, rgb.device)
+    d = lut.shape[-1]
+    cells = []
+    for v in rgb.float().clamp(0.0, 1.0):  # r, g, b planes [H, W]
+        pos = v * float(d - 1)
+        i0 = pos.floor().clamp(max=d - 2)
+        cells.append((i0.long(), pos - i0))
+    (ir, tr), (ig, tg), (ib, tb) = cells
+    flat = lut.reshape(3, -1)
+
+    def at(dr: int, dg: int, db: int) -> torch.Tensor:  # the lattice values at one corner, [3, H, W]
+        idx = ((ir + dr) * d + (ig + dg)) * d + (ib + db)
+        return flat[:, idx.reshape(-1)].reshape(3, *idx.shape)
+
+    v00 = _lerp01(at(0, 0, 0), at(0, 0, 1), tb)
+    v01 = _lerp01(at(0, 1, 0), at(0, 1, 1), tb)
+    v10 = _lerp01(at(1, 0, 0), at(1, 0, 1), tb)
+    v11 = _lerp01(at(1, 1, 0), at(1, 1, 1), tb)
+    return _lerp01(_lerp01(v00, v01, tg), _lerp01(v10, v11, tg), tr)
+
+
+def lut_delta(frame: Any, lut: Any, scale: float = 1.0, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The change a 3D LUT look makes to a frame: ``scale · (LUT(x) − x)``, ``x`` = the frame's RGB / 255.
+
+    A ``delta`` treatment for :func:`composite` at the frame's own size, to which other changes
+    (another look, an upsampled student's change) can be added first.
+
+    Args:
+        frame: uint8 BGR ``[H, W, 3]``.
+        lut: float32 ``[3, D, D, D]`` indexed ``[c, r, g, b]`` (:func:`lut_sample`), on the frame's device.
+        scale: weight of the look (its styles' share of the mix), finite.
+        out_dtype: torch.float16 or torch.float32.
+
+    Shape:
+        frame: ``[H, W, 3]``; lut: ``[3, D, D, D]``; output: ``[1, 3, H, W]`` RGB.
+    """
+    f = check_frame("frame", frame)
+    lut = check_lut("lut", lut, f.device)
+    scale = check_finite("scale", scale)
+    check_out_dtype("out_dtype", out_dtype)
+    x = frame_to_rgb(f)  # [3, H, W]
+    return ((lut_sample(lut, x) - x) * scale)[None].to(out_dtype)

@@ -90,8 +90,8 @@ class LutRunner:
 
     def weights(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The averaged mixing weights ``[1, S, K]`` for this frame: uint8 BGR ``(H, W, 3)`` (host), or
-        float RGB ``[1, 3, H, W]`` in [0, 1] on the network's device."""
-        due = self._wk is None or self._frame % self.refresh == 0
+        float RGB ``[1, 3, H, W]`` in [0, 1] on the network's device (None will do when :attr:`due` is False)."""
+        due = self.due
         self._frame += 1
         if not due:
             return self._wk
@@ -108,6 +108,11 @@ class LutRunner:
             wk = self.net.weights(thumb, torch.ones(1, s, device=thumb.device) / s)
         self._wk = wk if cut else self._wk + self.blend * (wk - self._wk)
         return self._wk
+
+    @property
+    def due(self) -> bool:
+        """Whether the next :meth:`weights` call predicts (and so needs the frame) rather than reusing."""
+        return self._wk is None or self._frame % self.refresh == 0
 
     def host_weights(self, frame: np.ndarray) -> np.ndarray:
         """Like :meth:`weights` for a uint8 BGR frame on the host, in numpy: ``[S, K]``."""
@@ -228,6 +233,10 @@ def delta_on_device(stylizer: "Stylizer", pack: "StylePack", rows: list[tuple[in
 
     Returns:
         ``[1, 3, H, W]`` RGB change ``(apply(LUT, x) − x) · Σ weights`` in ``dtype``.
+
+    Where the CuPy kernels serve the frame, the change is one pass over the uint8 frame
+    (``kernels.dispatch.lut_delta``) and the full-resolution float input is made only on the frames
+    that predict new weights; elsewhere it is torch's ``grid_sample`` (:func:`apply_lut`).
     """
     from kernels import dispatch
 
@@ -238,8 +247,11 @@ def delta_on_device(stylizer: "Stylizer", pack: "StylePack", rows: list[tuple[in
     rw = torch.zeros(1, runner.net.num_styles, device=frame_t.device)
     for i, wt in rows:
         rw[0, i] += wt / total
+    fused = dispatch.uses_cupy(frame_t)
     with torch.inference_mode():
-        x = dispatch.prepare(frame_t, H, W, torch.float32)
-        lut = runner.net.lut_from_weights(runner.weights(x), rw)
+        x = dispatch.prepare(frame_t, H, W, torch.float32) if runner.due or not fused else None
+        lut = runner.net.lut_from_weights(runner.weights(x), rw)  # [1, 3, D, D, D]
+        if fused:
+            return dispatch.lut_delta(frame_t, lut[0], total, dtype)
         d = (apply_lut(lut, x) - x) * total
     return d.to(dtype)
