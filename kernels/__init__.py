@@ -1,9 +1,9 @@
 """Fused GPU kernels for stylecam, each with a torch reference that is its spec and CPU path.
 
 * :mod:`kernels.reference` — the definitions: conditional instance norm, ``prepare``,
-  ``composite``, ``masked_blur`` (plain torch, any device).
+  ``composite``, ``masked_blur``, ``lut_delta`` (plain torch, any device).
 * :mod:`kernels.triton_norm` — fused conditional instance norm in Triton.
-* ``kernels/composite.cu`` — CUDA C compositing kernels; :mod:`kernels.cupy_ops` launches them
+* ``kernels/composite.cu`` — CUDA C frame kernels (compositing, a 3D LUT look's change); :mod:`kernels.cupy_ops` launches them
   with CuPy, :mod:`kernels.emu` runs the same source on the CPU (g++) for verification.
 * :mod:`kernels.dispatch` — what the app calls: GPU kernels when they work, references otherwise,
   and a one-line reason saying which.

@@ -19,9 +19,11 @@ DRAM, not L2). Workloads:
   resolution (fp16), background = blurred image at quarter resolution (fp16); unfused =
   :func:`kernels.reference.composite`. ``composite_fullres_fp32`` is the least favourable case
   (both treatments full-resolution float32).
+* ``lut_delta``: a LUT look's change on a 1080p frame, 33³ LUT, fp16 out; unfused = the float frame,
+  ``grid_sample`` (as ``realtime.lut.apply_lut``), minus the frame, times the weight, cast to fp16.
 
 **Timings** (CUDA only, or the reference on ``--device cpu``): providers ``reference`` (torch),
-``triton`` (norm) and ``cupy`` (compositing) at 720p, 1080p and 4K; each measurement has
+``triton`` (norm) and ``cupy`` (compositing, LUT change) at 720p, 1080p and 4K; each measurement has
 warm-up, an L2 flush before every repetition, CUDA-event timing and quantiles.
 """
 
@@ -47,6 +49,8 @@ SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 TARGETS = {"norm": 2.5, "composite": 3.0}
 FUSED_MAX_TILE = 16384  # = kernels.triton_norm.MAX_TILE (checked by a test): planes that fit are read once
 MASK_HW = (256, 256)
+LUT_DIM = 33  # the larger lattice the looks use
+LUT_SCALE = 0.7  # the look's share of a mix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +178,32 @@ def fused_composite_bytes(sc: dict) -> int:
     return total
 
 
+def unfused_lut_delta(frame: torch.Tensor, lut: torch.Tensor, scale: float, out_dtype: torch.dtype) -> torch.Tensor:
+    """The torch path ``lut_delta`` replaces: float RGB frame → ``grid_sample`` (``realtime.lut.apply_lut``,
+    which this package may not import) → minus the frame → times the weight → ``out_dtype``."""
+    h, w = frame.shape[:2]
+    x = ref.prepare(frame, h, w, torch.float32)  # [1, 3, H, W]
+    grid = (x.clamp(0.0, 1.0) * 2 - 1).flip(1).permute(0, 2, 3, 1).unsqueeze(1)  # [1, 1, H, W, 3] = (b, g, r)
+    y = F.grid_sample(lut[None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
+    return ((y - x) * scale).to(out_dtype)
+
+
+def _lut_inputs(h: int, w: int, device, make=torch.empty):
+    if make is torch.empty:
+        return (torch.empty((h, w, 3), dtype=torch.uint8, device=device),
+                torch.empty((3, LUT_DIM, LUT_DIM, LUT_DIM), device=device))
+    g = torch.Generator().manual_seed(0)
+    frame = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g).to(device)
+    axis = torch.linspace(0.0, 1.0, LUT_DIM)
+    ident = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"))
+    return frame, (ident + 0.1 * torch.randn(ident.shape, generator=g)).to(device)
+
+
+def fused_lut_delta_bytes(h: int, w: int, elem: int = 2) -> int:
+    """The frame read once, the change written once, the LUT read once."""
+    return h * w * 3 + 3 * h * w * elem + 3 * LUT_DIM ** 3 * 4
+
+
 def analytic(h: int = 1080, w: int = 1920) -> dict:
     """Bytes moved per frame, unfused (counted) vs fused, for the norm and compositing workloads."""
     meta = torch.device("meta")
@@ -206,6 +236,11 @@ def analytic(h: int = 1080, w: int = 1920) -> dict:
     fus = h * w * 3 + 3 * oh * ow * 2
     out["prepare"] = {"unfused_bytes": unf, "fused_bytes": fus, "ratio": round(unf / fus, 3),
                       "scenario": f"{w}x{h} uint8 -> {ow}x{oh} fp16"}
+    frame, lut = _lut_inputs(h, w, meta)
+    unf = count_bytes(lambda: unfused_lut_delta(frame, lut, LUT_SCALE, torch.float16))
+    fus = fused_lut_delta_bytes(h, w)
+    out["lut_delta"] = {"unfused_bytes": unf, "fused_bytes": fus, "ratio": round(unf / fus, 3),
+                        "scenario": f"{w}x{h} uint8, {LUT_DIM}^3 LUT -> fp16 change"}
     return out
 
 
@@ -303,6 +338,17 @@ def time_size(h: int, w: int, device: torch.device, providers: list[str], warmup
                                device, warmup, reps)
         blur["speedup"] = round(blur["reference"]["median_ms"] / blur["cupy"]["median_ms"], 2)
     res["composite"], res["prepare"], res["masked_blur"] = comp, prep, blur
+    frame, lut = _lut_inputs(h, w, device, make=torch.rand)
+    look: dict[str, Any] = {"lut_dim": LUT_DIM}
+    look["reference"] = _with_bw(time_fn(lambda: unfused_lut_delta(frame, lut, LUT_SCALE, torch.float16),
+                                         device, warmup, reps),
+                                 count_bytes(lambda: unfused_lut_delta(*_lut_inputs(h, w, "meta"), LUT_SCALE,
+                                                                       torch.float16)))
+    if "cupy" in providers:
+        look["cupy"] = _with_bw(time_fn(lambda: cupy_ops.lut_delta(frame, lut, LUT_SCALE, torch.float16),
+                                        device, warmup, reps), fused_lut_delta_bytes(h, w))
+        look["speedup"] = round(look["reference"]["median_ms"] / look["cupy"]["median_ms"], 2)
+    res["lut_delta"] = look
     if "triton" in providers and "cupy" in providers:
         # GPU time of this package's kernels in one frame, in the cuda engine's channels_last layout
         # (the generator's convolutions are not included).
@@ -364,13 +410,13 @@ def summary_lines(result: dict) -> list[str]:
     a = result["analytic"]
     lines = [f"dispatch: {result['dispatch']}",
              f"analytic bytes per {a['frame']} frame (unfused / fused = ratio, target):"]
-    for key in ("norm", "norm_channels_last", "composite", "composite_fullres_fp32", "prepare"):
+    for key in ("norm", "norm_channels_last", "composite", "composite_fullres_fp32", "prepare", "lut_delta"):
         v = a[key]
         tgt = f" (target >= {v['target_ratio']})" if "target_ratio" in v else ""
         lines.append(f"  {key:24s} {v['unfused_bytes'] / 1e6:9.1f} MB / {v['fused_bytes'] / 1e6:7.1f} MB "
                      f"= {v['ratio']:.2f}x{tgt}")
     for size, t in (result.get("timings") or {}).items():
-        for op in ("norm", "norm_channels_last", "composite", "prepare", "masked_blur"):
+        for op in ("norm", "norm_channels_last", "composite", "prepare", "masked_blur", "lut_delta"):
             row = ", ".join(f"{p} {t[op][p]['median_ms']:.3f} ms" for p in ("reference", "triton", "cupy")
                             if p in t[op])
             sp = f" (speedup {t[op]['speedup']}x)" if "speedup" in t[op] else ""

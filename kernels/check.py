@@ -24,6 +24,7 @@ GROUPS = {
     "test_triton_norm": "Triton norm vs reference (TRITON_INTERPRET=1, CPU)",
     "test_triton_compile": "Triton norm compiles to CUBIN for sm_80/89/90 (ahead of time)",
     "test_composite": "composite.cu vs reference (g++ emulation, block by block)",
+    "test_lut": "LUT change (lut_delta) vs reference vs SciPy (g++ emulation)",
     "test_cuda_source": "composite.cu NVRTC builds (sm_80, sm_89, sm_90) + g++ -Werror",
     "test_reference_norm": "norm reference (= student op; rows, blends, bad input)",
     "test_dispatch": "dispatch (status line, CPU fallback)",

@@ -1,4 +1,4 @@
-"""CuPy launchers for ``composite.cu`` (compositing, a LUT look's change) on CUDA tensors (torch ↔ CuPy through DLPack, no copies).
+"""CuPy launchers for ``composite.cu`` on CUDA tensors (torch ↔ CuPy through DLPack, no copies).
 
 The module is compiled once per device with NVRTC (CuPy caches the binary on disk) and
 launched on torch's current stream, so the kernels order correctly with the surrounding
@@ -8,6 +8,7 @@ Example::
 
     out = cupy_ops.composite(frame_gpu, mask_gpu, fg=stylized_delta, bg=None,
                              fg_mode="delta", threshold=0.4, feather=0.1)
+    change = cupy_ops.lut_delta(frame_gpu, lut_gpu, scale=0.7, out_dtype=torch.float16)  # a LUT look
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Kernels on a real GPU against the references (skipped, with the reason, without CUDA)."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from tests.kernels._helpers import TOL, assert_close, assert_u8_close
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
                                  reason="needs a CUDA GPU (the CPU checks of the same kernels run in "
-                                        "test_triton_norm.py under the interpreter and test_composite.py emulated)")]
+                                        "test_triton_norm.py under the interpreter, test_composite.py and "
+                                        "test_lut.py emulated)")]
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,24 @@ def test_cupy_composite_prepare_blur(status, size):
     assert_u8_close(out, ref.composite(f, m, fg, bg_ref, "delta", "image", 0.4, 0.1, 0.9))
     x = cupy_ops.prepare(f, 256, 320, torch.float16)
     assert_close(x, ref.prepare(f, 256, 320, torch.float16), 1e-3, name="prepare")
+
+
+@pytest.mark.parametrize("d", [17, 33])
+@pytest.mark.parametrize("size", [(1, 1), (37, 53), (720, 1280), (1081, 1921)])
+def test_cupy_lut_delta(status, d, size):
+    from kernels import cupy_ops
+    from realtime.lut import apply_lut, identity_lut
+
+    g = torch.Generator().manual_seed(d)
+    f = torch.randint(0, 256, (*size, 3), dtype=torch.uint8, generator=g)
+    corners = torch.tensor(list(itertools.product((0, 255), repeat=3)), dtype=torch.uint8)  # [8, 3]
+    f.view(-1, 3)[:8] = corners[-f.shape[0] * f.shape[1]:]  # the 8 cube corners (1×1: white)
+    f = f.cuda()
+    lut = (identity_lut(d) + 0.15 * torch.randn(3, d, d, d, generator=g)).cuda()
+    for dtype, atol in ((torch.float32, 2e-6), (torch.float16, 1e-3)):
+        got = cupy_ops.lut_delta(f, lut, 0.7, dtype)
+        assert got.dtype == dtype and got.shape == (1, 3, *size)
+        assert_close(got, ref.lut_delta(f, lut, 0.7, dtype), atol, name=f"lut_delta D={d} {dtype}")
+    # the device path's change as it was computed before the kernel: grid_sample on the float frame
+    x = ref.prepare(f, *size, torch.float32)
+    assert_close(cupy_ops.lut_delta(f, lut, 0.7), (apply_lut(lut, x) - x) * 0.7, 1e-5, name="vs apply_lut")

@@ -138,7 +138,8 @@ def test_dispatch_uses_the_reference_for_cpu_frames():
 def test_bad_input(emu, lut, kw, match):
     f = _frame(4, 4)
     args = dict(scale=1.0, out_dtype=torch.float32) | kw
-    for fn in (lambda: ref.lut_delta(f, lut, **args), lambda: ops.lut_delta(f, lut, args["scale"], args["out_dtype"], emu)):
+    for fn in (lambda: ref.lut_delta(f, lut, **args),
+               lambda: ops.lut_delta(f, lut, args["scale"], args["out_dtype"], emu)):
         with pytest.raises(KernelInputError, match=match):
             fn()
     with pytest.raises(KernelInputError, match="frame: expected dtype uint8"):

@@ -194,3 +194,38 @@ def test_lut_and_cin_packs_crossfade_regions_and_device_path(tmp_path):
                        background=Treatment("color", color=(0, 0, 0)), segmentation=True)) as p:
         out, st = p.process(synthetic_frame(120, 160))
         assert st.segmented and out.shape == frame.shape
+
+
+def test_device_path_runs_the_lut_kernel_where_cupy_serves(tmp_path, monkeypatch):
+    """Where the CuPy kernels serve the frame, the change is composite.cu's lut_delta (run here through the
+    g++ emulation on CPU tensors) and equals the grid_sample path; the float input is made only to predict."""
+    from kernels import cupy_ops, dispatch
+    from kernels.emu import EmuRunner
+    from realtime import lut_live
+    from realtime.stylizer import Stylizer
+
+    make_lut_pack(tmp_path / "learned", styles=("warm", "cool"), seed=6)
+    registry = StyleRegistry([str(tmp_path)], include_user=False, include_shipped=False)
+    pack = registry.packs["learned"]
+    frame = torch.from_numpy(synthetic_frame(24, 40))
+    rows = [(0, 0.3), (1, 0.4)]  # Σ weights 0.7: the change is scaled by the pack's share of the mix
+    plain = Stylizer(registry, backend="cpu", cpu_engine="eager")
+    want = [lut_live.delta_on_device(plain, pack, rows, frame, torch.float32) for _ in range(3)]
+
+    emu = EmuRunner.build()
+    launched = []
+
+    def record(launch):
+        launched.append(launch.kernel)
+        emu(launch)
+
+    record.name, record.check_device = "emulated", emu.check_device
+    monkeypatch.setattr(dispatch, "uses_cupy", lambda t: isinstance(t, torch.Tensor))
+    monkeypatch.setattr(cupy_ops, "runner", lambda: record)
+    fused = Stylizer(registry, backend="cpu", cpu_engine="eager")
+    for i in range(3):  # refresh every 2nd frame: frames 0 and 2 predict, frame 1 reuses the weights
+        launched.clear()
+        got = lut_live.delta_on_device(fused, pack, rows, frame, torch.float32)
+        assert launched == (["prepare", "lut_delta"] if i != 1 else ["lut_delta"])
+        assert got.shape == (1, 3, 24, 40) and got.abs().max() > 0.02
+        assert torch.allclose(got, want[i], atol=1e-5), float((got - want[i]).abs().max())
