@@ -457,6 +457,9 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
         style, content: photo sets already loaded (the benchmark passes them; the CLI loads ``cfg``'s).
         on_step: called after every step (tests use it to interrupt a run).
 
+    Under torchrun every rank calls this and returns once rank 0 has written the pack (only rank 0's
+    ``metrics`` hold the KID).
+
     Raises:
         LearnError: bad input, before anything is written.
         KeyboardInterrupt: after Ctrl-C (or SIGTERM): the checkpoint and a complete pack are saved first.
