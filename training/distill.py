@@ -56,6 +56,7 @@ from realtime.student import DEFAULT_ARCH, REGISTRY, StudentNet, build_student
 from realtime.styles import save_pack
 
 from .data import ImageSet, ViewCache, ViewSpec, make_view, to_uint8
+from .distributed import barrier, dist_info, local_cuda_device, maybe_init_dist, max_over_ranks
 from .evaluate import EvalSet, build_eval_set, image_metrics, speed_metrics, student_outputs, teacher_outputs
 from .losses import (FeatureAdapter, PatchDiscriminator, d_hinge_loss, feature_loss, g_hinge_loss,
                      laplacian_loss, random_affine, temporal_loss, warp)
@@ -207,24 +208,6 @@ def parse_style_arg(text: str, default_teacher: str = "", base_options: dict | N
 # helpers
 # --------------------------------------------------------------------------------------------
 
-def _dist_info() -> tuple[int, int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
-
-
-def _maybe_init_dist(device: torch.device) -> bool:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return True
-    return False
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -232,7 +215,7 @@ def _pick_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise DistillError("--device cuda: CUDA is not available (use --device cpu)")
         if name == "cuda":
-            name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            return local_cuda_device()
     return torch.device(name)
 
 
@@ -321,7 +304,7 @@ def distill(cfg: DistillConfig) -> Path:
     """
     _validate(cfg)
     device = _pick_device(cfg.device)
-    own_pg = _maybe_init_dist(device)
+    own_pg = maybe_init_dist(device)
     out = Path(cfg.out)
     created = [d for d in (out / "run", out) if not d.exists()]  # innermost first
     try:
@@ -375,7 +358,7 @@ def _validate(cfg: DistillConfig) -> None:
 
 
 def _run(cfg: DistillConfig, device: torch.device) -> Path:
-    rank, world, _ = _dist_info()
+    rank, world, _ = dist_info()
     main = rank == 0
     out = Path(cfg.out)
     run_dir = out / "run"
@@ -383,7 +366,7 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
     if main and not cfg.resume and ckpt_path.exists():
         raise DistillError(f"--out {out}: holds an earlier run (run/checkpoint.pt); pass --resume to continue "
                            f"it or choose another --out")
-    _barrier()
+    barrier()
     if cfg.resume and not ckpt_path.exists():
         log.warning("--resume: no checkpoint in %s; starting a new run", run_dir)
     _seed_everything(cfg.seed + 1000 * rank)
@@ -402,10 +385,10 @@ def _run(cfg: DistillConfig, device: torch.device) -> Path:
         if interrupted:
             raise KeyboardInterrupt(f"interrupted at step {trainer.step}; checkpoint saved in {ckpt_path}; "
                                     f"run again with --resume to continue")
-        _barrier()
+        barrier()
         if main:
             trainer.finish(out, metrics)
-    _barrier()
+    barrier()
     return out
 
 
@@ -467,7 +450,7 @@ def _open_cache(cfg: DistillConfig, data: _Data, root: Path, main: bool) -> View
                          data.feat_ch)
 
     cache = open_() if main else None
-    _barrier()
+    barrier()
     return cache if cache is not None else open_()
 
 
@@ -621,7 +604,7 @@ class _Trainer:
         if self.main:
             (self.run_dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2, default=str) + "\n")
             self.fill(cfg.initial_views)
-        _barrier()
+        barrier()
         self.cache.reload()
 
     # ---- pieces of the loop ----------------------------------------------------------------------
@@ -760,8 +743,7 @@ class _Trainer:
         """Train until the steps or minutes are done; True when stopped early (Ctrl-C or SIGTERM)."""
         cfg = self.cfg
         bar = self._progress_bar()
-        old_handler = (signal.signal(signal.SIGTERM, self._on_sigterm)
-                       if self.main and _is_main_thread() else None)
+        old_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _is_main_thread() else None
         rng = np.random.default_rng([cfg.seed, self.rank, self.step])
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank * 31 + self.step)
         losses = _RunningLosses()
@@ -769,7 +751,11 @@ class _Trainer:
         try:
             self.nets.model.train()
             while True:
-                now = time.monotonic() - self.t_start
+                # Every rank stops at the same step and schedules the same learning rate: the longest elapsed
+                # time and any rank's stop request count (a rank left alone in a collective would hang).
+                now, stop = max_over_ranks(time.monotonic() - self.t_start, float(self.stop_requested),
+                                           device=self.device)
+                self.stop_requested = stop > 0
                 prog = self.progress(now)
                 if prog >= 1.0 or self.stop_requested:
                     break

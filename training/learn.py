@@ -23,6 +23,14 @@ A run writes, beside the pack, ``<out>.run/``::
     config.json      # the resolved configuration
 
 ``--out`` is written once, complete, at the end (or on Ctrl-C): never half-written.
+
+Under ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on CUDA, one GPU per process by ``LOCAL_RANK``)
+every rank starts from rank 0's weights and draws its own views: ``--batch`` is per rank, so a step sees
+N × ``--batch`` views, and the gradients of the LUT model and of the critic are averaged over the ranks
+before each optimiser step (each rank's sliced-Wasserstein and critic losses compare its own batch). The
+weights, and so the weight average that ships, stay identical on every rank. Rank 0 alone writes the run
+files and the pack; the ranks agree on every step whether the budget is spent or a stop (Ctrl-C, SIGTERM
+on any rank) was asked for, and stop together.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ from torch import nn
 from realtime.errors import InputError
 from realtime.lut import LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_smoothness
 from realtime.sources import IMAGE_EXTENSIONS
+from training.distributed import (average_gradients, barrier, broadcast_state, dist_info, local_cuda_device,
+                                  max_over_ranks, process_group)
 
 log = logging.getLogger("stylecam")
 
@@ -349,7 +359,7 @@ def _pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name in ("cuda", "auto"):
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return local_cuda_device()
         if name == "cuda":
             raise LearnError("--device cuda: no CUDA device found; use --device cpu")
         return torch.device("cpu")
@@ -447,6 +457,9 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
         style, content: photo sets already loaded (the benchmark passes them; the CLI loads ``cfg``'s).
         on_step: called after every step (tests use it to interrupt a run).
 
+    Under torchrun every rank calls this and returns once rank 0 has written the pack (only rank 0's
+    ``metrics`` hold the KID).
+
     Raises:
         LearnError: bad input, before anything is written.
         KeyboardInterrupt: after Ctrl-C (or SIGTERM): the checkpoint and a complete pack are saved first.
@@ -457,21 +470,26 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
     if content is None:
         content = load_photos(cfg.content or bundled_portraits(), "--content", MIN_CONTENT_PHOTOS)
     device = _pick_device(cfg.device)
-    run = _RunFiles.prepare(cfg)
-    trainer = _Trainer.create(cfg, device)
-    elapsed = trainer.resume(run.checkpoint) if cfg.resume else 0.0
-    views = _Views(content.images, style.images, np.random.default_rng([cfg.seed, trainer.step]),
-                   torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step),
-                   sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)))
-    with open(run.dir / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:
-        bar = _progress_bar(cfg, trainer.step, elapsed)
-        stop = threading.Event()
-        with _stop_on_sigterm(stop):
-            clock = _Clock(cfg.steps, cfg.minutes, time.monotonic() - elapsed)
-            loss_log = _LossLog(metrics_file, cfg.log_every)
-            interrupted = _train(trainer, clock, views, run, loss_log, bar, stop, on_step)
-        interrupted = interrupted or stop.is_set()
-        return _finish(trainer, clock, views, run, metrics_file, style, content, interrupted)
+    with process_group(device):
+        rank, world, _ = dist_info()
+        run = _RunFiles.prepare(cfg, write=rank == 0)
+        trainer = _Trainer.create(cfg, device)
+        elapsed = trainer.resume(run.checkpoint) if cfg.resume else 0.0
+        trainer.wrap_distributed()
+        # Rank 0 draws the views a single process would, every other rank views of its own.
+        streams = [cfg.seed, trainer.step] if rank == 0 else [cfg.seed, trainer.step, rank]
+        views = _Views(content.images, style.images, np.random.default_rng(streams),
+                       torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step + (rank << 32)),
+                       sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)))
+        with open(run.dir / "metrics.jsonl" if rank == 0 else os.devnull, "a", encoding="utf-8") as metrics_file:
+            bar = _progress_bar(cfg, trainer.step, elapsed) if rank == 0 else None
+            stop = threading.Event()
+            with _stop_on_sigterm(stop, sigint=world > 1):
+                clock = _Clock(cfg.steps, cfg.minutes, time.monotonic() - elapsed)
+                loss_log = _LossLog(metrics_file, cfg.log_every)
+                interrupted = _train(trainer, clock, views, run, loss_log, bar, stop, on_step)
+            interrupted = interrupted or stop.is_set()
+            return _finish(trainer, clock, views, run, metrics_file, style, content, interrupted)
 
 
 @dataclass
@@ -488,16 +506,18 @@ class _RunFiles:
         return self.dir / "samples" / f"step_{step:06d}.jpg"
 
     @classmethod
-    def prepare(cls, cfg: LearnConfig) -> _RunFiles:
-        """Refuse to overwrite an earlier run (or resume a missing one), then write ``config.json``."""
+    def prepare(cls, cfg: LearnConfig, write: bool = True) -> _RunFiles:
+        """Refuse to overwrite an earlier run (or resume a missing one), then write ``config.json`` (if ``write``:
+        under torchrun rank 0 alone writes)."""
         run = cls(run_dir_of(cfg))
         if run.checkpoint.exists() and not cfg.resume:
             raise LearnError(f"--out {cfg.out}: {run.dir} holds an earlier run; pass --resume to continue it "
                              f"or delete that folder")
         if cfg.resume and not run.checkpoint.exists():
             raise LearnError(f"--resume: no checkpoint in {run.dir}")
-        run.dir.mkdir(parents=True, exist_ok=True)
-        (run.dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2) + "\n", encoding="utf-8")
+        if write:
+            run.dir.mkdir(parents=True, exist_ok=True)
+            (run.dir / "config.json").write_text(json.dumps(cfg.resolved(), indent=2) + "\n", encoding="utf-8")
         return run
 
 
@@ -519,17 +539,21 @@ class _Clock:
     steps: int | None
     minutes: float | None
     t_start: float  # time.monotonic() minus the seconds already trained
+    shared: float | None = None  # under torchrun: the elapsed time the ranks agreed on at this step's start
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t_start
 
+    def _budget_time(self) -> float:
+        return self.shared if self.shared is not None else self.elapsed()
+
     def progress(self, step: int) -> float:
-        return step / self.steps if self.steps is not None else self.elapsed() / (self.minutes * 60)
+        return step / self.steps if self.steps is not None else self._budget_time() / (self.minutes * 60)
 
     def done(self, step: int) -> bool:
         if self.steps is not None:
             return step >= self.steps
-        return self.elapsed() >= self.minutes * 60
+        return self._budget_time() >= self.minutes * 60
 
 
 def _to_critic(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -550,6 +574,8 @@ class _Trainer:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     step: int = 0
+    rank: int = 0  # under torchrun (see wrap_distributed)
+    world: int = 1
 
     @classmethod
     def create(cls, cfg: LearnConfig, device: torch.device) -> _Trainer:
@@ -584,6 +610,18 @@ class _Trainer:
         torch.set_rng_state(ck["rng"])
         log.info("resumed from %s at step %d (%.1f min)", path, self.step, elapsed / 60)
         return elapsed
+
+    def wrap_distributed(self) -> None:
+        """Under torchrun: start every rank from rank 0's weights, and average the gradients over the ranks before
+        each optimiser step. This is what DistributedDataParallel does, done by hand since DDP supports neither
+        the R1 penalty's ``autograd.grad`` nor the critic's several forwards per backward."""
+        self.rank, self.world, _ = dist_info()
+        if self.world <= 1:
+            return
+        broadcast_state(self.net, self.ema, self.critic)
+        for opt in (self.opt_g, self.opt_d):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            opt.register_step_pre_hook(lambda *_, params=params: average_gradients(params))
 
     def save(self, path: Path, elapsed: float) -> None:
         """Write the checkpoint next to ``path`` and swap it in."""
@@ -684,26 +722,39 @@ def _progress_bar(cfg: LearnConfig, step: int, elapsed: float):
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGTERM while inside (main thread only: signals cannot be caught elsewhere)."""
-    old_handler = None
+def _stop_on_sigterm(stop: threading.Event, sigint: bool = False) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM, and on SIGINT too if ``sigint``, while inside (main thread only: signals cannot be
+    caught elsewhere). Under torchrun Ctrl-C must not end one rank's loop mid-step: the others would wait for it."""
+    old_handlers = {}
     if threading.current_thread() is threading.main_thread():
-        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT) if sigint else (signal.SIGTERM,):
+            old_handlers[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
         yield
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        for sig, old_handler in old_handlers.items():
+            if old_handler is not None:
+                signal.signal(sig, old_handler)
+
+
+def _keep_going(trainer: _Trainer, clock: _Clock, stop: threading.Event) -> bool:
+    """Whether another step is due. Under torchrun the ranks agree first, so they stop after the same step and
+    none is left waiting in a collective: the longest elapsed time counts, and a stop on any rank stops all."""
+    if trainer.world > 1:
+        clock.shared, stopping = max_over_ranks(clock.elapsed(), float(stop.is_set()), device=trainer.device)
+        if stopping:
+            stop.set()
+    return not clock.done(trainer.step) and not stop.is_set()
 
 
 def _train(trainer: _Trainer, clock: _Clock, views: _Views, run: _RunFiles, loss_log: _LossLog, bar,
            stop: threading.Event, on_step: Callable[[int, LutNet], None] | None) -> bool:
     """Train until the budget is spent or ``stop`` is set; True when Ctrl-C ended it."""
-    cfg = trainer.cfg
+    cfg, main = trainer.cfg, trainer.rank == 0
     last_ckpt = last_sample = time.monotonic()
     trainer.net.train()
     try:
-        while not clock.done(trainer.step) and not stop.is_set():
+        while _keep_going(trainer, clock, stop):
             losses = trainer.train_step(views)
             trainer.decay_lr(clock.progress(trainer.step))
             rec = loss_log.add(trainer.step, losses, clock)
@@ -712,10 +763,10 @@ def _train(trainer: _Trainer, clock: _Clock, views: _Views, run: _RunFiles, loss
             if bar is not None:
                 bar.update(1 if cfg.steps else max(0, int(clock.elapsed()) - bar.n))
             now = time.monotonic()
-            if now - last_sample > cfg.sample_every_s:
+            if main and now - last_sample > cfg.sample_every_s:
                 save_samples(run.sample(trainer.step), trainer.ema.eval(), views.fixed, views.style)
                 last_sample = now
-            if now - last_ckpt > cfg.checkpoint_every_s:
+            if main and now - last_ckpt > cfg.checkpoint_every_s:
                 trainer.save(run.checkpoint, clock.elapsed())
                 last_ckpt = now
             if on_step is not None:
@@ -733,14 +784,20 @@ def _finish(trainer: _Trainer, clock: _Clock, views: _Views, run: _RunFiles, met
     """Save the checkpoint, a last sample grid, the metrics and the pack; re-raise an interruption after."""
     cfg, ema, step = trainer.cfg, trainer.ema, trainer.step
     seconds = clock.elapsed()
+    metrics = {"steps": step, "train_minutes": round(seconds / 60, 2)}
+    if trainer.rank != 0:  # rank 0 holds the same weights and writes everything: wait for it
+        barrier()
+        if interrupted:
+            raise KeyboardInterrupt(f"interrupted at step {step}")
+        return LearnResult(Path(cfg.out), step, seconds, interrupted, metrics)
     trainer.save(run.checkpoint, clock.elapsed())
     ema.eval()
     save_samples(run.sample(step), ema, views.fixed, views.style)
-    metrics = {"steps": step, "train_minutes": round(seconds / 60, 2)}
     if cfg.kid and not interrupted:
         metrics.update(distribution_metrics(ema, style, content))
     out = write_pack(cfg, ema.cpu(), style, content, metrics, interrupted)
     metrics_file.write(json.dumps({"step": step, "final": metrics, "interrupted": interrupted}) + "\n")
+    barrier()
     if interrupted:
         raise KeyboardInterrupt(f"interrupted at step {step}; the pack so far is in {out} and the checkpoint in "
                                 f"{run.checkpoint}; run again with --resume to continue")

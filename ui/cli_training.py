@@ -379,7 +379,8 @@ def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default=DEFAULT_LUT_ARCH, choices=sorted(LUT_REGISTRY),
                    help=f"LUT model (default {DEFAULT_LUT_ARCH})")
     p.add_argument("--width", type=int, default=16, help="width of the thumbnail CNN (default 16)")
-    p.add_argument("--batch", type=int, default=8, help="views per step (default 8)")
+    p.add_argument("--batch", type=int, default=8,
+                   help="views per step, per process under torchrun (default 8)")
     p.add_argument("--view", metavar="WxH", help="training view size (default 64x48; the critic sees 64x48)")
     p.add_argument("--gan", choices=("hinge", "lsgan"), default="hinge", help="adversarial loss (default hinge)")
     p.add_argument("--r1", type=float, default=0.5, help="R1 gradient-penalty weight on style views (default 0.5; 0: off)")
