@@ -1,13 +1,18 @@
 """``stylecam learn``: learn a photographic look from example photos, without pairs or labels.
 
 The model is an image-adaptive 3D LUT (:class:`realtime.lut.LutNet`): a thumbnail CNN mixes K basis
-LUTs, so it can only change colour and tone, which is what a photographic look is. It trains against
-the style photos with:
+LUTs, so it can only change colour and tone, which is what a photographic look is. By default
+(``basis="quadratic"``) every basis LUT is kept a quadratic colour map of the input colour (projected
+after each step, :func:`project_quadratic`): with a few style photos whose pictures differ from the
+content side, a free 17³ table learns to turn *those pictures'* colours into each other, a quadratic map
+cannot. It still ships and runs as an ordinary LUT. It trains against the style photos with:
 
 * an adversarial loss from a small spectral-norm critic on 64×48 views (colour and tone need no large
   critic), hinge or least-squares, with an optional R1 penalty on the style photos;
-* a sliced-Wasserstein loss between the colours (and 3×3 colour patches) of a batch of outputs and a
-  batch of style views — the pooled distribution, which the critic refines picture by picture;
+* a sliced-Wasserstein loss between the colours and 3×3 colour patches of the whole content photos
+  through the model and of the whole style photos (80 px, up to 16 of each side per step, every photo
+  weighted alike: ``sw_set``), or, with ``sw_set=False``, of the step's crops — the set's distribution,
+  which the critic refines picture by picture;
 * a structure loss (the SSIM structure term of the luminance) keeping the input's edges;
 * an identity loss: a style photo fed through changes little;
 * LUT regularisers: smoothness of the basis LUTs and monotonicity of the LUT each picture gets.
@@ -74,6 +79,8 @@ LOAD_LONG_SIDE = 768  # photos are kept at most this big: views are small
 R1_EVERY = 4  # steps between R1 penalties
 LUT_LR_SCALE = 5.0  # learning rate of the basis LUTs relative to --lr
 EMA_DECAY = 0.98  # per step, of the weights that ship
+SET_LONG_SIDE = 80  # px, whole photos in the set-level colour matching (``sw_set``)
+SET_PHOTOS = 16  # photos of each side per step in the set-level matching
 
 
 class LearnError(InputError):
@@ -103,6 +110,8 @@ class LearnConfig:
     w_ident: float = 0.5
     w_smooth: float = 1.0
     w_mono: float = 10.0
+    basis: str = "quadratic"  # quadratic | lattice: each basis LUT kept a quadratic colour map, or free
+    sw_set: bool = True  # match whole photo sets (each photo alike) instead of the batch's crops
     seed: int = 0
     device: str = "cpu"
     resume: bool = False
@@ -327,11 +336,41 @@ def patch_samples(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor
     return torch.cat([x[b, :, yy + dy, xx + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
 
 
+def photo_balanced(pictures: Sequence[torch.Tensor], n: int,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random 3×3 patches drawn alike from every picture (``[1, 3, H, W]`` each), as their centre
+    pixels ``[n, 3]`` and the patches ``[n, 27]``: a set's distribution in which a picture counts once,
+    whatever its size, so a large sky in one photo does not outweigh the others."""
+    per = max(1, n // len(pictures))
+    p = torch.cat([patch_samples(t, per, gen) for t in pictures])
+    return p[:, 12:15], p
+
+
 def colour_distribution_loss(out: torch.Tensor, style: torch.Tensor, gen: torch.Generator,
                              n: int = 2048) -> torch.Tensor:
     """Sliced Wasserstein between outputs and style views: pixels (RGB) and 3×3 patches (27-d)."""
     po, ps = patch_samples(out, n, gen), patch_samples(style, n, gen)
     return (sliced_wasserstein(po[:, 12:15], ps[:, 12:15], 32, gen) + sliced_wasserstein(po, ps, 64, gen)) * 100
+
+
+_PROJECTORS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def project_quadratic(basis: torch.Tensor) -> torch.Tensor:
+    """Each residual LUT of ``basis [..., 3, D, D, D]`` replaced by its least-squares nearest quadratic colour
+    map (the ten terms of ``realtime.colormap.features`` per channel, constant included): the projection that
+    keeps a ``basis="quadratic"`` model a mix of quadratic maps, still applied live as an ordinary LUT."""
+    d = basis.shape[-1]
+    if d not in _PROJECTORS:
+        from realtime.lut import identity_lut
+
+        g = identity_lut(d, torch.float64).reshape(3, -1)  # [3, D³]: lattice colours
+        r, gg, b = g
+        phi = torch.stack([r, gg, b, r * r, gg * gg, b * b, r * gg, gg * b, r * b, torch.ones_like(r)], 1)
+        _PROJECTORS[d] = (phi.float(), torch.linalg.pinv(phi).float())  # [D³, 10], [10, D³]
+    phi, pinv = (t.to(basis.device) for t in _PROJECTORS[d])
+    flat = basis.reshape(-1, d ** 3)
+    return ((flat @ pinv.T) @ phi.T).reshape(basis.shape)
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -393,6 +432,8 @@ def validate(cfg: LearnConfig) -> None:
         raise LearnError(f"--gan {cfg.gan}: expected hinge or lsgan")
     if cfg.r1 < 0:
         raise LearnError(f"--r1 {cfg.r1}: must be 0 (off) or positive")
+    if cfg.basis not in ("quadratic", "lattice"):
+        raise LearnError(f"--basis {cfg.basis}: expected quadratic or lattice")
     check_out(Path(cfg.out))
 
 
@@ -480,7 +521,9 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
         streams = [cfg.seed, trainer.step] if rank == 0 else [cfg.seed, trainer.step, rank]
         views = _Views(content.images, style.images, np.random.default_rng(streams),
                        torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step + (rank << 32)),
-                       sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)))
+                       sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)),
+                       [whole_view(im, SET_LONG_SIDE).to(device) for im in content.images] if cfg.sw_set else [],
+                       [whole_view(im, SET_LONG_SIDE).to(device) for im in style.images] if cfg.sw_set else [])
         with open(run.dir / "metrics.jsonl" if rank == 0 else os.devnull, "a", encoding="utf-8") as metrics_file:
             bar = _progress_bar(cfg, trainer.step, elapsed) if rank == 0 else None
             stop = threading.Event()
@@ -530,6 +573,8 @@ class _Views:
     rng: np.random.Generator  # crops of both sides
     gen: torch.Generator  # the sliced-Wasserstein projections and samples
     fixed: torch.Tensor  # [n, 3, h, w] content views of every sample grid
+    content_set: list[torch.Tensor] = field(default_factory=list)  # every photo whole, SET_LONG_SIDE px
+    style_set: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -639,7 +684,7 @@ class _Trainer:
         s = sample_views(views.style, cfg.batch, cfg.view, views.rng).to(self.device)
         sw1 = torch.ones(cfg.batch, 1, device=self.device)
         d_loss, r1 = self._critic_step(x, _to_critic(s, cfg.critic_view), sw1)
-        losses = self._lut_step(x, s, sw1, views.gen)
+        losses = self._lut_step(x, s, sw1, views)
         with torch.no_grad():
             for pe, pn in zip(self.ema.parameters(), self.net.parameters()):
                 pe.lerp_(pn, 1 - EMA_DECAY)
@@ -660,15 +705,29 @@ class _Trainer:
         self.opt_d.step()
         return d_loss, r1
 
+    def _set_distribution_loss(self, views: _Views) -> torch.Tensor:
+        """Sliced Wasserstein between the colours and 3×3 patches of up to :data:`SET_PHOTOS` whole content
+        photos through the model and as many whole style photos, every photo of each side weighted alike."""
+        gen, one = views.gen, torch.ones(1, 1, device=self.device)
+
+        def pick(photos: list[torch.Tensor]) -> list[torch.Tensor]:
+            if len(photos) <= SET_PHOTOS:
+                return photos
+            return [photos[int(i)] for i in torch.randperm(len(photos), generator=gen)[:SET_PHOTOS]]
+
+        (po, pp) = photo_balanced([self.net(c, one) for c in pick(views.content_set)], 4096, gen)
+        (so, sp) = photo_balanced(pick(views.style_set), 4096, gen)
+        return (sliced_wasserstein(po, so, 32, gen) + sliced_wasserstein(pp, sp, 64, gen)) * 100
+
     def _lut_step(self, x: torch.Tensor, s: torch.Tensor, sw1: torch.Tensor,
-                  gen: torch.Generator) -> dict[str, torch.Tensor]:
-        cfg, net = self.cfg, self.net
+                  views: _Views) -> dict[str, torch.Tensor]:
+        cfg, net, gen = self.cfg, self.net, views.gen
         _, g_loss_fn = gan_losses(cfg.gan)
         lut = net.lut(x, sw1)
         y = apply_lut(lut, x)
         half = cfg.batch // 2
         terms = {"adv": g_loss_fn(self.critic(_to_critic(y, cfg.critic_view))),
-                 "sw": colour_distribution_loss(y, s, gen),
+                 "sw": (self._set_distribution_loss(views) if cfg.sw_set else colour_distribution_loss(y, s, gen)),
                  "struct": structure_loss(x, y),
                  "ident": (net(s[:half], sw1[:half]) - s[:half]).abs().mean(),
                  "smooth": lut_smoothness(net),
@@ -678,6 +737,9 @@ class _Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
+        if cfg.basis == "quadratic":
+            with torch.no_grad():
+                net.basis.copy_(project_quadratic(net.basis))
         return {"loss": loss, **terms}
 
     def decay_lr(self, progress: float) -> None:

@@ -174,7 +174,8 @@ def _cmd_learn(args: argparse.Namespace) -> int:
                       view=view, gan=args.gan, r1=args.r1, lr=args.lr, w_adv=args.adv_weight, w_sw=args.sw_weight,
                       w_struct=args.structure_weight, w_ident=args.identity_weight, seed=args.seed,
                       device=args.device, resume=args.resume, progress=not args.no_progress, run_dir=args.run_dir,
-                      description=args.description or "", kid=not args.no_kid)
+                      description=args.description or "", kid=not args.no_kid, basis=args.basis,
+                      sw_set=args.match == "photos")
     try:
         res = learn(cfg)
     except KeyboardInterrupt as e:
@@ -379,6 +380,12 @@ def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default=DEFAULT_LUT_ARCH, choices=sorted(LUT_REGISTRY),
                    help=f"LUT model (default {DEFAULT_LUT_ARCH})")
     p.add_argument("--width", type=int, default=16, help="width of the thumbnail CNN (default 16)")
+    p.add_argument("--basis", choices=("quadratic", "lattice"), default="quadratic",
+                   help="what each basis LUT may be: a quadratic colour map (default; robust with few photos) "
+                        "or any smooth monotone table (lattice)")
+    p.add_argument("--match", choices=("photos", "crops"), default="photos",
+                   help="colour distributions matched each step: every whole photo of each side alike (default) "
+                        "or the step's random crops")
     p.add_argument("--batch", type=int, default=8,
                    help="views per step, per process under torchrun (default 8)")
     p.add_argument("--view", metavar="WxH", help="training view size (default 64x48; the critic sees 64x48)")

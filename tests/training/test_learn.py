@@ -12,8 +12,8 @@ import torch
 
 from realtime.styles import load_pack
 from training.evaluate import fidelity_gain
-from training.learn import (Critic, LearnConfig, LearnError, PhotoSet, learn, load_photos, r1_penalty,
-                            structure_loss)
+from training.learn import (Critic, LearnConfig, LearnError, PhotoSet, learn, load_photos, photo_balanced,
+                            project_quadratic, r1_penalty, structure_loss)
 
 MATRIX = torch.tensor([[0.85, 0.2, 0.0], [0.05, 0.8, 0.1], [0.0, 0.25, 0.6]])
 OFFSET = torch.tensor([0.05, 0.02, 0.0]).view(1, 3, 1, 1)
@@ -71,9 +71,31 @@ def test_unpaired_run_recovers_a_known_colour_matrix(tmp_path, one_thread):
     meta = json.loads((res.out / "pack.json").read_text())
     assert meta["architecture"]["arch"] == "lut3d-17"
     assert meta["styles"][0]["learned"]["style_photo_count"] == 40
+    basis = net.basis.detach()  # the default basis: every residual LUT a quadratic colour map
+    assert basis.abs().max() > 0.01 and torch.allclose(project_quadratic(basis), basis, atol=1e-5)
     lines = [json.loads(x) for x in (tmp_path / "pack.run" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("r1", 0) > 0 for r in lines)  # the R1 penalty ran
     assert list((tmp_path / "pack.run" / "samples").glob("*.jpg"))
+
+
+def test_quadratic_projection_keeps_quadratic_maps_and_removes_the_rest():
+    from realtime.lut import identity_lut
+
+    d = 17
+    r, g, b = identity_lut(d)
+    quad = torch.stack([0.1 * r * g - 0.05 * b + 0.02, 0.2 * b * b - 0.1 * r, 0.03 * g + 0.1 * r * r])  # [3, D, D, D]
+    assert torch.allclose(project_quadratic(quad[None, None]), quad[None, None], atol=1e-5)
+    wavy = 0.05 * torch.sin(9 * r) * torch.cos(7 * g) + quad  # not a quadratic map of the colour
+    p = project_quadratic(wavy[None, None])
+    assert (p - wavy).abs().max() > 0.01
+    assert torch.allclose(project_quadratic(p), p, atol=1e-5)  # a projection
+
+
+def test_photo_balanced_draws_every_picture_alike_whatever_its_size():
+    big, small = torch.zeros(1, 3, 200, 300), torch.ones(1, 3, 10, 12)
+    centre, patches = photo_balanced([big, small], 1000, torch.Generator().manual_seed(0))
+    assert centre.shape == (1000, 3) and patches.shape == (1000, 27)
+    assert int((centre[:, 0] == 1).sum()) == 500  # half from the small picture
 
 
 def test_critic_has_spectral_norm_and_r1_has_gradient():

@@ -1,29 +1,52 @@
-"""The known-answer benchmark's paired fits: what a map or LUT fitted with the answer in hand reaches."""
+"""The known-answer benchmark's references: paired fits (what a map or LUT fitted with the answer in hand
+reaches) and the unpaired quadratic baseline."""
 
 import cv2
 import skimage.data
 import torch
 
-from training.learn_bench import _ceilings, grade
+from training.learn_bench import Held, _ceilings, apply_quadratic, fit_sw_quadratic, grade, score_held
 
 
 def _frames():
-    pics = [skimage.data.astronaut(), skimage.data.coffee()]
+    pics = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
     return [torch.from_numpy(cv2.resize(p, (64, 48), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255
             for p in pics]
 
 
 def test_a_per_picture_quadratic_map_nearly_reproduces_a_global_grade():
     xs = _frames()
-    ys = [grade(x) for x in xs]
-    c = _ceilings(xs, ys, xs, ys, steps=0, seed=0)
+    h = Held(["a", "b", "c", "d"], xs, [grade(x) for x in xs])
+    c = _ceilings(xs, h.ys, {"reporting": h}, steps=0, seed=0)
     assert set(c) == {"quadratic_map_per_picture"}  # no LUT fits without steps
-    assert c["quadratic_map_per_picture"] > 0.8
+    r = c["quadratic_map_per_picture"]["reporting"]
+    assert r["fidelity_gain"] > 0.8 and r["worst"][1] > 0.7
+    assert set(r["per_picture"]) == {"a", "b", "c", "d"}
 
 
-def test_the_lut_fits_are_reported_separately_and_the_held_out_fit_is_the_ceiling():
+def test_the_lut_fits_are_reported_per_set_and_the_held_out_fit_is_the_ceiling():
     xs = _frames()
-    ys = [grade(x) for x in xs]
-    c = _ceilings(xs[:1], ys[:1], xs[1:], ys[1:], steps=40, seed=0)
+    sets = {"selection": Held(["a"], xs[1:2], [grade(xs[1])]), "reporting": Held(["b"], xs[2:3], [grade(xs[2])])}
+    c = _ceilings(xs[:1], [grade(xs[0])], sets, steps=40, seed=0)
     assert set(c) == {"lut_fitted_to_content_pairs", "lut_fitted_on_held_out", "quadratic_map_per_picture"}
-    assert c["lut_fitted_on_held_out"] > 0.0
+    assert set(c["lut_fitted_on_held_out"]) == {"selection", "reporting"}
+    assert c["lut_fitted_on_held_out"]["reporting"]["fidelity_gain"] > 0.0
+
+
+def test_worst_picture_is_named_and_the_pooled_score_counts_every_pixel():
+    xs = _frames()[:2]
+    ys = [grade(x) for x in xs]
+    r = score_held(Held(["good", "bad"], xs, ys), [ys[0], xs[1]])  # exact on one, the identity on the other
+    assert r["per_picture"] == {"good": 1.0, "bad": 0.0}
+    assert r["worst"] == ["bad", 0.0]
+    assert 0.0 < r["fidelity_gain"] < 1.0
+
+
+def test_the_unpaired_quadratic_baseline_recovers_a_grade_when_both_sides_show_the_same_pictures():
+    xs = _frames()
+    style = [grade(x.flip(-1)) for x in xs]  # the same pictures mirrored: no pairs, the same colours
+    m = fit_sw_quadratic(xs, style, steps=150, seed=0)
+    flat = lambda ts: torch.cat([t.flatten() for t in ts])  # noqa: E731
+    x, t, y = flat(xs), flat([grade(x) for x in xs]), flat([apply_quadratic(m, x) for x in xs])
+    gain = 1 - float((y - t).norm() / (x - t).norm())
+    assert gain > 0.6, gain
