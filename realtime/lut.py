@@ -45,6 +45,10 @@ LUT_REGISTRY: dict[str, LutSpec] = {
     "lut3d-33": LutSpec(33, 3, "image-adaptive 3D LUT: 3 basis LUTs on a 33³ lattice, mixed by a thumbnail CNN"),
 }
 DEFAULT_LUT_ARCH = "lut3d-17"
+#: how the thumbnail CNN's outputs mix the basis LUTs: ``linear`` (any weights, Zeng et al.) or ``convex``
+#: (a softmax: every frame's LUT is a blend of the learned ones, so a frame unlike any training photo — a
+#: dark, noisy night scene — cannot extrapolate to an extreme table).
+LUT_MIXES = ("linear", "convex")
 THUMB = (32, 32)  # (w, h) the weight predictor sees: the whole frame, squashed
 
 
@@ -94,10 +98,13 @@ class LutNet(nn.Module):
         x: ``[N, 3, H, W]`` RGB in [0, 1]; style_w: ``[N, S]`` (rows sum to 1); output like ``x``.
     """
 
-    def __init__(self, arch: str = DEFAULT_LUT_ARCH, width: int = 16, num_styles: int = 1):
+    def __init__(self, arch: str = DEFAULT_LUT_ARCH, width: int = 16, num_styles: int = 1, mix: str = "linear"):
         super().__init__()
         if arch not in LUT_REGISTRY:
             raise ValueError(f"unknown LUT architecture {arch!r}; expected one of {sorted(LUT_REGISTRY)}")
+        if mix not in LUT_MIXES:
+            raise ValueError(f"architecture.mix {mix!r}: expected one of {', '.join(LUT_MIXES)}")
+        self.mix = mix
         if width < 4 or num_styles < 1:
             raise ValueError(f"LUT width must be >= 4 and num_styles >= 1, got {width}, {num_styles}")
         spec = LUT_REGISTRY[arch]
@@ -128,7 +135,8 @@ class LutNet(nn.Module):
         mean = thumb.mean((2, 3))
         spread = (thumb * thumb).mean((2, 3)).sub(mean * mean).clamp_min(1e-8).sqrt()
         f = torch.cat([self.trunk(thumb * 2 - 1).mean((2, 3)), mean, spread], 1)  # [N, F]
-        return torch.einsum("skf,nf->nsk", self.head_w, f) + self.head_b  # [N, S, K]
+        w = torch.einsum("skf,nf->nsk", self.head_w, f) + self.head_b  # [N, S, K]
+        return w.softmax(-1) if self.mix == "convex" else w
 
     def lut_from_weights(self, wk: torch.Tensor, style_w: torch.Tensor) -> torch.Tensor:
         """``[N, 3, D, D, D]`` LUT for weights ``[N, S, K]`` and a style mix ``[N, S]``."""
@@ -144,7 +152,8 @@ class LutNet(nn.Module):
         return apply_lut(self.lut(x, style_w), x)
 
     def config(self) -> dict:
-        return {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
+        c = {"arch": self.arch, "width": self.width, "num_styles": self.num_styles}
+        return c if self.mix == "linear" else {**c, "mix": self.mix}
 
 
 def lut_smoothness(net: LutNet) -> torch.Tensor:

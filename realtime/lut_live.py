@@ -45,6 +45,7 @@ class NumpyWeights:
         self.basis = net.basis.detach().numpy().reshape(net.num_styles, net.bases, -1)  # [S, K, 3·D³]
         self.ident = net.ident.numpy().reshape(-1)
         self.dim = net.dim
+        self.convex = net.mix == "convex"
 
     def weights(self, thumb: np.ndarray) -> np.ndarray:
         """``thumb``: float32 RGB ``[3, 32, 32]`` in [0, 1] → weights ``[S, K]``."""
@@ -58,7 +59,11 @@ class NumpyWeights:
             f = (w @ cols.reshape(c * 9, -1) + b[:, None]).reshape(-1, (h + 1) // 2, (wd + 1) // 2)
             f = np.where(f > 0, f, 0.2 * f)
         feat = np.concatenate([f.mean((1, 2)), mean, spread]).astype(np.float32)
-        return np.einsum("skf,f->sk", self.head_w, feat) + self.head_b
+        w = np.einsum("skf,f->sk", self.head_w, feat) + self.head_b
+        if self.convex:  # softmax over the basis LUTs
+            w = np.exp(w - w.max(-1, keepdims=True))
+            w /= w.sum(-1, keepdims=True)
+        return w
 
     def lut(self, wk: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
         """``identity + Σ_s row_weight_s Σ_k wk_sk · basis_sk`` as ``[3, D, D, D]``."""

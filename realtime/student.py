@@ -191,13 +191,14 @@ def is_style_bank(key: str) -> bool:
     return key.endswith((".gamma", ".beta")) or key == "colour_map"
 
 
-def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1) -> nn.Module:
+def build_student(arch: str = DEFAULT_ARCH, width: int = 16, num_styles: int = 1, mix: str = "linear") -> nn.Module:
     """Build a student by registry name: a CIN generator (:data:`REGISTRY`) or an image-adaptive
-    3D LUT model (``realtime.lut.LUT_REGISTRY``); both take ``(x [N,3,H,W], style_w [N,S])``."""
+    3D LUT model (``realtime.lut.LUT_REGISTRY``, mixing its basis LUTs by ``mix``); both take
+    ``(x [N,3,H,W], style_w [N,S])``."""
     from .lut import LutNet, is_lut_arch
 
     if is_lut_arch(arch):
-        return LutNet(arch, width, num_styles)
+        return LutNet(arch, width, num_styles, mix)
     return StudentNet(arch, width, num_styles)
 
 

@@ -117,7 +117,7 @@ class StylePack:
         """A fresh student with this pack's weights (eval mode, float32, CPU): a :class:`StudentNet`,
         or a ``realtime.lut.LutNet`` for a LUT pack (same call signature)."""
         a = self.architecture
-        net = build_student(a["arch"], int(a["width"]), int(a["num_styles"]))
+        net = build_student(a["arch"], int(a["width"]), int(a["num_styles"]), a.get("mix", "linear"))
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -198,7 +198,7 @@ def _load_student(path: Path, meta: dict, weights_path: Path, n_listed: int) -> 
     except Exception as e:  # safetensors raises several types for corrupt files
         raise _fail(path, f"model.safetensors cannot be read ({type(e).__name__}: {e})") from None
     try:
-        expected = build_student(arch["arch"], width, n_styles).state_dict()
+        expected = build_student(arch["arch"], width, n_styles, arch.get("mix", "linear")).state_dict()
     except ValueError as e:
         raise _fail(path, str(e)) from None
     missing = sorted(set(expected) - set(state))

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime.errors import InputError
-from realtime.lut import LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_smoothness
+from realtime.lut import LUT_MIXES, LUT_REGISTRY, LutNet, apply_lut, lut_monotonicity, lut_smoothness
 from realtime.sources import IMAGE_EXTENSIONS
 from training.distributed import (average_gradients, barrier, broadcast_state, dist_info, local_cuda_device,
                                   max_over_ranks, process_group)
@@ -110,6 +110,7 @@ class LearnConfig:
     w_ident: float = 0.5
     w_smooth: float = 1.0
     w_mono: float = 10.0
+    mix: str = "convex"  # convex | linear: how the thumbnail CNN mixes the basis LUTs (realtime.lut.LUT_MIXES)
     basis: str = "quadratic"  # quadratic | lattice: each basis LUT kept a quadratic colour map, or free
     sw_set: bool = True  # match whole photo sets (each photo alike) instead of the batch's crops
     seed: int = 0
@@ -432,6 +433,8 @@ def validate(cfg: LearnConfig) -> None:
         raise LearnError(f"--gan {cfg.gan}: expected hinge or lsgan")
     if cfg.r1 < 0:
         raise LearnError(f"--r1 {cfg.r1}: must be 0 (off) or positive")
+    if cfg.mix not in LUT_MIXES:
+        raise LearnError(f"--mix {cfg.mix}: expected one of {', '.join(LUT_MIXES)}")
     if cfg.basis not in ("quadratic", "lattice"):
         raise LearnError(f"--basis {cfg.basis}: expected quadratic or lattice")
     check_out(Path(cfg.out))
@@ -625,7 +628,7 @@ class _Trainer:
     @classmethod
     def create(cls, cfg: LearnConfig, device: torch.device) -> _Trainer:
         torch.manual_seed(cfg.seed)
-        net = LutNet(cfg.arch, cfg.width, 1).to(device)
+        net = LutNet(cfg.arch, cfg.width, 1, cfg.mix).to(device)
         critic = Critic().to(device)
         # The LUT entries are values in [0, 1] that must travel far (a B&W look moves them by ~0.5); the CNN's
         # weights are not: the tables learn LUT_LR_SCALE times faster.
@@ -634,7 +637,7 @@ class _Trainer:
                                   {"params": [net.basis], "lr": cfg.lr * LUT_LR_SCALE, "scale": LUT_LR_SCALE}],
                                  betas=(0.5, 0.99))
         opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
-        ema = LutNet(cfg.arch, cfg.width, 1).to(device)
+        ema = LutNet(cfg.arch, cfg.width, 1, cfg.mix).to(device)
         ema.load_state_dict(net.state_dict())
         ema.requires_grad_(False)
         return cls(cfg, device, net, ema, critic, opt_g, opt_d)
@@ -643,9 +646,9 @@ class _Trainer:
         """Load the checkpoint at ``path`` (and torch's RNG); return the seconds already trained."""
         cfg = self.cfg
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        if ck.get("arch") != [cfg.arch, cfg.width]:
+        if ck.get("arch") != [cfg.arch, cfg.width, cfg.mix]:
             raise LearnError(f"--resume: the checkpoint in {path.parent} is {ck.get('arch')}, this run is "
-                             f"{[cfg.arch, cfg.width]}")
+                             f"{[cfg.arch, cfg.width, cfg.mix]}")
         self.net.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.critic.load_state_dict(ck["critic"])
@@ -672,7 +675,7 @@ class _Trainer:
         """Write the checkpoint next to ``path`` and swap it in."""
         ck = {"model": self.net.state_dict(), "ema": self.ema.state_dict(), "critic": self.critic.state_dict(),
               "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
-              "elapsed": elapsed, "rng": torch.get_rng_state(), "arch": [self.cfg.arch, self.cfg.width]}
+              "elapsed": elapsed, "rng": torch.get_rng_state(), "arch": [self.cfg.arch, self.cfg.width, self.cfg.mix]}
         tmp = path.with_suffix(".tmp")
         torch.save(ck, tmp)
         os.replace(tmp, path)

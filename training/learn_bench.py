@@ -299,8 +299,12 @@ def _learn_config(ap: argparse.ArgumentParser, args: argparse.Namespace, style_d
 def _record(pack_dir: Path, res: dict, out: Path, h: Held, outs: list[torch.Tensor]) -> None:
     """The known-answer result into the pack's metrics, and a grid of the reporting set (picture | look | learned)."""
     meta = json.loads((pack_dir / "pack.json").read_text())
-    meta["styles"][0]["metrics"]["known_answer"] = {k: res[k] for k in ("look", "style_side", "baselines", "ceilings",
-                                                                        "learned_unpaired", "held_out") if k in res}
+    rep = res["learned_unpaired"]["reporting"]
+    meta["styles"][0]["metrics"]["known_answer"] = {  # the reporting set's pooled numbers; the JSON has the rest
+        "look": res["look"], "style_side": res["style_side"], "held_out_set": "reporting",
+        "learned_unpaired": rep["fidelity_gain"], "learned_worst": rep["worst"][1], "learned_worst_picture": rep["worst"][0],
+        "baselines": {k: v["reporting"]["fidelity_gain"] for k, v in res["baselines"].items()},
+        "ceilings": {k: v["reporting"]["fidelity_gain"] for k, v in res["ceilings"].items()}}
     (pack_dir / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
     grid = [np.concatenate([to_u8(x), to_u8(y), to_u8(o)], 1) for x, y, o in zip(h.xs, h.ys, outs)]
     cv2.imwrite(str(out / "held_out.jpg"), cv2.cvtColor(np.concatenate(grid, 0), cv2.COLOR_RGB2BGR))

@@ -175,7 +175,7 @@ def _cmd_learn(args: argparse.Namespace) -> int:
                       w_struct=args.structure_weight, w_ident=args.identity_weight, seed=args.seed,
                       device=args.device, resume=args.resume, progress=not args.no_progress, run_dir=args.run_dir,
                       description=args.description or "", kid=not args.no_kid, basis=args.basis,
-                      sw_set=args.match == "photos")
+                      sw_set=args.match == "photos", mix=args.mix)
     try:
         res = learn(cfg)
     except KeyboardInterrupt as e:
@@ -383,6 +383,9 @@ def _add_learn_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--basis", choices=("quadratic", "lattice"), default="quadratic",
                    help="what each basis LUT may be: a quadratic colour map (default; robust with few photos) "
                         "or any smooth monotone table (lattice)")
+    p.add_argument("--mix", choices=("convex", "linear"), default="convex",
+                   help="how the thumbnail CNN mixes the basis LUTs: a blend of them (default; a frame unlike the "
+                        "photos cannot get an extreme table) or any weights (linear)")
     p.add_argument("--match", choices=("photos", "crops"), default="photos",
                    help="colour distributions matched each step: every whole photo of each side alike (default) "
                         "or the step's random crops")

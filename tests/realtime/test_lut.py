@@ -26,10 +26,11 @@ def smooth_lut(d: int, seed: int = 0) -> np.ndarray:
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-def make_lut_pack(path: Path, styles=("warm",), arch: str = "lut3d-17", seed: int = 0, name: str | None = None):
+def make_lut_pack(path: Path, styles=("warm",), arch: str = "lut3d-17", seed: int = 0, name: str | None = None,
+                  mix: str = "linear"):
     """A LUT pack with random (visible, not identity) basis LUTs and weight heads."""
     g = torch.Generator().manual_seed(seed)
-    net = LutNet(arch, 8, len(styles))
+    net = LutNet(arch, 8, len(styles), mix)
     with torch.no_grad():
         for i in range(len(styles)):
             net.basis[i, 0] = torch.from_numpy(smooth_lut(net.dim, seed + i)) - net.ident
@@ -151,10 +152,11 @@ def test_lut_runner_refreshes_and_blends_over_time(tmp_path):
     np.testing.assert_allclose(runner.host_weights(g), w2[0].numpy(), atol=1e-5)
 
 
-def test_numpy_weights_and_lut_match_the_network():
+@pytest.mark.parametrize("mix", ["linear", "convex"])
+def test_numpy_weights_and_lut_match_the_network(mix):
     from realtime.lut_live import NumpyWeights
 
-    net = LutNet("lut3d-17", 8, 2)
+    net = LutNet("lut3d-17", 8, 2, mix)
     with torch.no_grad():
         net.basis.normal_(0, 0.05)
         net.head_w.normal_(0, 0.1)
@@ -166,6 +168,24 @@ def test_numpy_weights_and_lut_match_the_network():
     got = npw.weights(thumb[0].numpy())
     np.testing.assert_allclose(got, wk[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(npw.lut(got, np.array([0.25, 0.75], np.float32)), lut[0].numpy(), atol=1e-5)
+    if mix == "convex":  # every frame's LUT is a blend of the learned ones
+        np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-6)
+        assert (got > 0).all()
+
+
+def test_convex_mix_round_trips_and_a_bad_mix_is_a_pack_error(tmp_path):
+    import json
+
+    from realtime.styles import PackError
+
+    make_lut_pack(tmp_path / "convex", mix="convex")
+    pack = load_pack(tmp_path / "convex")
+    assert pack.architecture["mix"] == "convex" and pack.build().mix == "convex"
+    meta = json.loads((tmp_path / "convex" / "pack.json").read_text())
+    meta["architecture"]["mix"] = "wild"
+    (tmp_path / "convex" / "pack.json").write_text(json.dumps(meta))
+    with pytest.raises(PackError, match="mix"):
+        load_pack(tmp_path / "convex")
 
 
 def test_lut_and_cin_packs_crossfade_regions_and_device_path(tmp_path):

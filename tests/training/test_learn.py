@@ -234,6 +234,12 @@ def test_cli_learn_errors_and_a_short_run(tmp_path, capsys, one_thread):
     assert "style pack written" in capsys.readouterr().out
     assert main(["styles", "--styles", str(tmp_path / "p"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "mine"
+    # the earlier model and matching stay available
+    assert main(["learn", "--style-photos", str(good), "--content", str(good), "--out", str(tmp_path / "q"),
+                 "--style-name", "Old", "--steps", "2", "--no-progress", "--no-kid", "--basis", "lattice",
+                 "--match", "crops"]) == 0
+    cfg = json.loads((tmp_path / "q.run" / "config.json").read_text())
+    assert cfg["basis"] == "lattice" and cfg["sw_set"] is False
 
 
 def test_kid_is_zero_for_one_distribution_and_grows_with_a_shift():

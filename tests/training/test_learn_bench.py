@@ -50,3 +50,28 @@ def test_the_unpaired_quadratic_baseline_recovers_a_grade_when_both_sides_show_t
     x, t, y = flat(xs), flat([grade(x) for x in xs]), flat([apply_quadratic(m, x) for x in xs])
     gain = 1 - float((y - t).norm() / (x - t).norm())
     assert gain > 0.6, gain
+
+
+def test_the_pack_records_the_reporting_sets_numbers(tmp_path):
+    import json
+
+    from realtime.styles import StyleRegistry
+    from tests.realtime.test_lut import make_lut_pack
+    from training.learn_bench import _record
+    from ui.gallery import style_tooltip
+
+    xs = _frames()[:2]
+    ys = [grade(x) for x in xs]
+    h = Held(["a", "b"], xs, ys)
+    sets = {"selection": h, "reporting": h}
+    one = lambda v: {w: {"fidelity_gain": v, "worst": ["b", v - 0.1], "per_picture": {}} for w in sets}  # noqa: E731
+    res = {"look": "grade", "style_side": "style", "learned_unpaired": one(0.42),
+           "baselines": {"mean_std_transfer": one(-0.5)}, "ceilings": {"lut_fitted_on_held_out": one(0.9)}}
+    pack = make_lut_pack(tmp_path / "learned", styles=("look",), seed=1)
+    _record(pack, res, tmp_path, h, ys)
+    ka = json.loads((pack / "pack.json").read_text())["styles"][0]["metrics"]["known_answer"]
+    assert ka["learned_unpaired"] == 0.42 and ka["learned_worst_picture"] == "b"
+    assert ka["baselines"] == {"mean_std_transfer": -0.5} and ka["ceilings"] == {"lut_fitted_on_held_out": 0.9}
+    assert (tmp_path / "held_out.jpg").exists()
+    tip = style_tooltip(StyleRegistry([tmp_path], include_user=False, include_shipped=False).styles[0])
+    assert "learned unpaired 0.42" in tip
