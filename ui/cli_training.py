@@ -204,6 +204,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     opts = _teacher_options(args)
     if any(s.guide is not None for s in pack.styles):
         return _evaluate_guided(args, pack, opts)
+    if pack.kind == "lut" and not args.teacher:
+        return _evaluate_learned(args, pack)
     if args.teacher:
         teachers: object = load_teacher(args.teacher, **opts)
     else:  # each style's own teacher, as recorded in pack.json, if the file is still where it was
@@ -231,6 +233,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if internal is not None and not args.no_write:
         print(f"--internal-size {args.internal_size}: not how the pack runs live, so pack.json was not changed",
               file=sys.stderr)
+    return 0
+
+
+def _evaluate_learned(args: argparse.Namespace, pack) -> int:
+    """A look learned from photos has no teacher to score against: its distance to the style photos (KID of
+    the content photos before and after the look) is measured again, beside the known-answer result
+    ``python -m training.learn_bench`` recorded in pack.json, if any."""
+    from training.heldout import write_meta
+    from training.learn import MIN_CONTENT_PHOTOS, MIN_STYLE_PHOTOS, bundled_portraits, distribution_metrics, load_photos
+
+    net = pack.build()
+    res: dict = {"pack": str(args.pack), "styles": {}}
+    for entry in pack.meta["styles"]:
+        learned = entry.get("learned") or {}
+        srcs = args.style_photos or [s for s in learned.get("style_photos") or [] if Path(s).exists()]
+        if not srcs:
+            raise InputError(f"evaluate: the style photos {entry['id']} was learned from "
+                             f"({', '.join(learned.get('style_photos') or []) or 'not recorded'}) are not there; "
+                             f"give --style-photos DIR")
+        style = load_photos(srcs, "--style-photos", MIN_STYLE_PHOTOS)
+        content_src = args.content or [s for s in learned.get("content") or [] if Path(s).exists()] or bundled_portraits()
+        content = load_photos(content_src, "--content", MIN_CONTENT_PHOTOS)
+        kid = distribution_metrics(net, style, content)
+        res["styles"][entry["id"]] = {"distribution": kid or "not measured (the feature network cannot be fetched)",
+                                      "known_answer": entry.get("metrics", {}).get("known_answer")}
+        if kid:
+            entry.setdefault("metrics", {}).update(kid)
+    if not args.no_write:
+        write_meta(pack.path, pack.meta)
+    print(json.dumps(res, indent=2))
     return 0
 
 
@@ -425,6 +457,12 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="with --data: at most this many pictures")
     p.add_argument("--internal-size", metavar="WxH",
                    help="run the student at this size, e.g. 640x480 for a full-resolution pass (implies no write)")
+    p.add_argument("--style-photos", nargs="+", metavar="PATH",
+                   help="a learned look (no teacher): the photos it is measured against (default: those it was "
+                        "learned from, where they still are)")
+    p.add_argument("--content", nargs="+", metavar="PATH",
+                   help="a learned look: the content photos (default: those it was learned against, or the "
+                        "bundled portraits)")
     p.add_argument("--no-write", action="store_true", help="print the metrics without writing pack.json")
     _add_teacher_flags(p)
     p.set_defaults(func=_cmd_evaluate)

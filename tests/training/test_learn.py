@@ -249,3 +249,34 @@ def test_kid_is_zero_for_one_distribution_and_grows_with_a_shift():
     a, b = r.normal(size=(200, 100)), r.normal(size=(200, 100))
     assert abs(kid(a, b)) < 0.05
     assert kid(a, b + 0.5) > 10 * abs(kid(a, b))
+
+
+def test_evaluate_a_learned_look_measures_kid_against_its_style_photos(tmp_path, capsys, monkeypatch, one_thread):
+    import training.learn as learn_mod
+    from ui.cli import main
+
+    good, content = tmp_path / "style", tmp_path / "content"
+    for i in range(4):
+        _write(good / f"{i}.png", _u8(known_look(_t(picture(i)))))
+        _write(content / f"{i}.png", picture(100 + i))
+    assert main(["learn", "--style-photos", str(good), "--content", str(content), "--out", str(tmp_path / "p"),
+                 "--style-name", "Mine", "--steps", "2", "--no-progress", "--no-kid"]) == 0
+    capsys.readouterr()
+    seen = {}
+
+    def fake_kid(net, style, content):  # the feature network is a download; what matters is what is measured
+        seen["style"], seen["content"] = len(style.images), len(content.images)
+        return {"kid_content_before": 5.0, "kid_content_after": 2.0}
+
+    monkeypatch.setattr(learn_mod, "distribution_metrics", fake_kid)
+    assert main(["evaluate", str(tmp_path / "p")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["styles"]["mine"]["distribution"]["kid_content_after"] == 2.0
+    assert seen == {"style": 4, "content": 4}  # the photos it was learned from and against
+    meta = json.loads((tmp_path / "p" / "pack.json").read_text())
+    assert meta["styles"][0]["metrics"]["kid_content_after"] == 2.0
+    (good).rename(tmp_path / "moved")
+    assert main(["evaluate", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--style-photos" in err and "\n" not in err
+    assert main(["evaluate", str(tmp_path / "p"), "--style-photos", str(tmp_path / "moved"), "--no-write"]) == 0
