@@ -5,7 +5,9 @@ LUTs, so it can only change colour and tone, which is what a photographic look i
 (``basis="quadratic"``) every basis LUT is kept a quadratic colour map of the input colour (projected
 after each step, :func:`project_quadratic`): with a few style photos whose pictures differ from the
 content side, a free 17³ table learns to turn *those pictures'* colours into each other, a quadratic map
-cannot. It still ships and runs as an ordinary LUT. It trains against the style photos with:
+cannot. It still ships and runs as an ordinary LUT. The CNN's weights are a softmax (``mix="convex"``),
+so a frame unlike every photo gets a blend of the learned LUTs, never an extrapolation. It trains
+against the style photos with:
 
 * an adversarial loss from a small spectral-norm critic on 64×48 views (colour and tone need no large
   critic), hinge or least-squares, with an optional R1 penalty on the style photos;

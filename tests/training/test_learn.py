@@ -66,8 +66,9 @@ def test_unpaired_run_recovers_a_known_colour_matrix(tmp_path, one_thread):
     with torch.no_grad():
         out = net(held, torch.ones(6, 1))
     fid = fidelity_gain(held, known_look(held), out)
-    # 150 steps (about 20 CPU-seconds) reached 0.49-0.53 on other synthetic sets; the identity scores 0.
-    assert fid > 0.35, fid
+    # 150 steps (about 25 CPU-seconds) reached 0.71 here and 0.72 / 0.78 on two other synthetic sets (0.49-0.53
+    # with free tables, a linear mix and crops matched); the identity scores 0.
+    assert fid > 0.55, fid
     meta = json.loads((res.out / "pack.json").read_text())
     assert meta["architecture"]["arch"] == "lut3d-17"
     assert meta["styles"][0]["learned"]["style_photo_count"] == 40
