@@ -83,6 +83,7 @@ LUT_LR_SCALE = 5.0  # learning rate of the basis LUTs relative to --lr
 EMA_DECAY = 0.98  # per step, of the weights that ship
 SET_LONG_SIDE = 80  # px, whole photos in the set-level colour matching (``sw_set``)
 SET_PHOTOS = 16  # photos of each side per step in the set-level matching
+RANK_SEED_STRIDE = 1_000_003  # seed offset of each rank's sampling stream (torch's CPU generator keeps 32 bits)
 
 
 class LearnError(InputError):
@@ -525,7 +526,7 @@ def learn(cfg: LearnConfig, style: PhotoSet | None = None, content: PhotoSet | N
         # Rank 0 draws the views a single process would, every other rank views of its own.
         streams = [cfg.seed, trainer.step] if rank == 0 else [cfg.seed, trainer.step, rank]
         views = _Views(content.images, style.images, np.random.default_rng(streams),
-                       torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step + (rank << 32)),
+                       torch.Generator().manual_seed(cfg.seed * 7919 + trainer.step + rank * RANK_SEED_STRIDE),
                        sample_views(content.images, min(4, cfg.batch), cfg.view, np.random.default_rng(cfg.seed + 1)),
                        [whole_view(im, SET_LONG_SIDE).to(device) for im in content.images] if cfg.sw_set else [],
                        [whole_view(im, SET_LONG_SIDE).to(device) for im in style.images] if cfg.sw_set else [])
