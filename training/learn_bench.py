@@ -40,12 +40,11 @@ import torch.nn.functional as F
 
 from realtime.lut import LutNet
 from kernels.provenance import provenance
-from training.evaluate import fidelity_gain
 from training.learn import LearnConfig, PhotoSet, bundled_portraits, learn, load_photos
 
 FRAME_W = 320  # pictures are scored at 320×240, the live internal scale
 #: the unpaired run's settings recorded beside its result.
-LEARN_KEYS = ("basis", "sw_set", "w_adv", "w_sw", "w_struct", "w_ident", "w_smooth", "w_mono", "lr", "gan", "r1",
+LEARN_KEYS = ("mix", "basis", "sw_set", "w_adv", "w_sw", "w_struct", "w_ident", "w_smooth", "w_mono", "lr", "gan", "r1",
               "batch")
 
 # The recipes' training portraits split two ways: the style side and the content side.
@@ -107,12 +106,6 @@ def held_out(look: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, Held]:
         xs = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for _, f in frames]
         out[which] = Held([n for n, _ in frames], xs, [look(x) for x in xs])
     return out
-
-
-def score(frames: list[torch.Tensor], targets: list[torch.Tensor], outs: list[torch.Tensor]) -> float:
-    """``fidelity_gain`` over all pictures together."""
-    flat = lambda ts: torch.cat([t.flatten() for t in ts])  # noqa: E731
-    return round(fidelity_gain(flat(frames), flat(targets), flat(outs)), 4)
 
 
 def score_held(h: Held, outs: list[torch.Tensor]) -> dict:
@@ -181,7 +174,7 @@ def fit_sw_quadratic(content: list[torch.Tensor], style: list[torch.Tensor], ste
                      seed: int = 0) -> torch.Tensor:
     """The unpaired quadratic baseline: one global quadratic colour map fitted by sliced-Wasserstein matching
     of the pixel and 3×3-patch distributions of the mapped content pictures to the style photos' (every
-    picture of each side weighted alike, all of them in every step, 80 px wide)."""
+    picture of each side weighted alike, all of them at 80×60 in every step)."""
     from training.learn import photo_balanced, sliced_wasserstein
 
     gen = torch.Generator().manual_seed(seed)
@@ -302,7 +295,8 @@ def _record(pack_dir: Path, res: dict, out: Path, h: Held, outs: list[torch.Tens
     rep = res["learned_unpaired"]["reporting"]
     meta["styles"][0]["metrics"]["known_answer"] = {  # the reporting set's pooled numbers; the JSON has the rest
         "look": res["look"], "style_side": res["style_side"], "held_out_set": "reporting",
-        "learned_unpaired": rep["fidelity_gain"], "learned_worst": rep["worst"][1], "learned_worst_picture": rep["worst"][0],
+        "learned_unpaired": rep["fidelity_gain"], "learned_worst": rep["worst"][1],
+        "learned_worst_picture": rep["worst"][0],
         "baselines": {k: v["reporting"]["fidelity_gain"] for k, v in res["baselines"].items()},
         "ceilings": {k: v["reporting"]["fidelity_gain"] for k, v in res["ceilings"].items()}}
     (pack_dir / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")

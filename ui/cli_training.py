@@ -241,7 +241,8 @@ def _evaluate_learned(args: argparse.Namespace, pack) -> int:
     the content photos before and after the look) is measured again, beside the known-answer result
     ``python -m training.learn_bench`` recorded in pack.json, if any."""
     from training.heldout import write_meta
-    from training.learn import MIN_CONTENT_PHOTOS, MIN_STYLE_PHOTOS, bundled_portraits, distribution_metrics, load_photos
+    from training.learn import (MIN_CONTENT_PHOTOS, MIN_STYLE_PHOTOS, bundled_portraits, distribution_metrics,
+                                load_photos)
 
     net = pack.build()
     res: dict = {"pack": str(args.pack), "styles": {}}
@@ -253,7 +254,8 @@ def _evaluate_learned(args: argparse.Namespace, pack) -> int:
                              f"({', '.join(learned.get('style_photos') or []) or 'not recorded'}) are not there; "
                              f"give --style-photos DIR")
         style = load_photos(srcs, "--style-photos", MIN_STYLE_PHOTOS)
-        content_src = args.content or [s for s in learned.get("content") or [] if Path(s).exists()] or bundled_portraits()
+        content_src = (args.content or [s for s in learned.get("content") or [] if Path(s).exists()]
+                       or bundled_portraits())
         content = load_photos(content_src, "--content", MIN_CONTENT_PHOTOS)
         kid = distribution_metrics(net, style, content)
         res["styles"][entry["id"]] = {"distribution": kid or "not measured (the feature network cannot be fetched)",
