@@ -141,13 +141,25 @@ def apply_map(m: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return MapApplier(m)(frame)
 
 
-def apply_map_torch(m: np.ndarray, x):
-    """The map on a float RGB tensor ``[N, 3, H, W]`` in [0, 1] (any device and float dtype), clamped."""
+def terms_torch(x):
+    """The nine non-constant terms of :func:`features` on a float RGB tensor: ``[N, 3, H, W]`` → ``[N, 9, H, W]``."""
     import torch
 
-    w = torch.as_tensor(np.asarray(m, np.float32), device=x.device, dtype=torch.float32)
-    xf = x.float()
-    r, g, b = xf[:, 0:1], xf[:, 1:2], xf[:, 2:3]
-    terms = torch.cat([r, g, b, r * r, g * g, b * b, r * g, g * b, r * b], 1)   # [N, 9, H, W]
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return torch.cat([r, g, b, r * r, g * g, b * b, r * g, g * b, r * b], 1)
+
+
+def apply_map_torch(m, x):
+    """The map on a float RGB tensor ``[N, 3, H, W]`` in [0, 1] (any device and float dtype), clamped.
+
+    ``m``: ``(10, 3)``, an array, or a tensor (gradients flow through a tensor map: the unpaired
+    quadratic baseline of ``training.learn_bench`` fits one)."""
+    import torch
+
+    if isinstance(m, torch.Tensor):
+        w = m.to(device=x.device, dtype=torch.float32)
+    else:
+        w = torch.as_tensor(np.asarray(m, np.float32), device=x.device, dtype=torch.float32)
+    terms = terms_torch(x.float())  # [N, 9, H, W]
     y = torch.einsum("nkhw,kc->nchw", terms, w[:9]) + w[9].view(1, 3, 1, 1)
     return y.clamp_(0.0, 1.0).to(x.dtype)

@@ -340,21 +340,24 @@ def patch_samples(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor
     return torch.cat([x[b, :, yy + dy, xx + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
 
 
-def photo_balanced(pictures: Sequence[torch.Tensor], n: int,
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random 3×3 patches drawn alike from every picture (``[1, 3, H, W]`` each), as their centre
-    pixels ``[n, 3]`` and the patches ``[n, 27]``: a set's distribution in which a picture counts once,
-    whatever its size, so a large sky in one photo does not outweigh the others."""
+def photo_balanced(pictures: Sequence[torch.Tensor], n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random 3×3 patches ``[n, 27]`` drawn alike from every picture (``[1, 3, H, W]`` each): a set's
+    distribution in which a picture counts once, whatever its size, so a large sky in one photo does not
+    outweigh the others."""
     per = max(1, n // len(pictures))
-    p = torch.cat([patch_samples(t, per, gen) for t in pictures])
-    return p[:, 12:15], p
+    return torch.cat([patch_samples(t, per, gen) for t in pictures])
+
+
+def patch_distance(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Sliced Wasserstein between two sets of 3×3 patches ``[n, 27]``: their centre pixels (RGB) plus the
+    patches themselves."""
+    return sliced_wasserstein(a[:, 12:15], b[:, 12:15], 32, gen) + sliced_wasserstein(a, b, 64, gen)
 
 
 def colour_distribution_loss(out: torch.Tensor, style: torch.Tensor, gen: torch.Generator,
                              n: int = 2048) -> torch.Tensor:
     """Sliced Wasserstein between outputs and style views: pixels (RGB) and 3×3 patches (27-d)."""
-    po, ps = patch_samples(out, n, gen), patch_samples(style, n, gen)
-    return (sliced_wasserstein(po[:, 12:15], ps[:, 12:15], 32, gen) + sliced_wasserstein(po, ps, 64, gen)) * 100
+    return patch_distance(patch_samples(out, n, gen), patch_samples(style, n, gen), gen) * 100
 
 
 _PROJECTORS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -366,11 +369,12 @@ def project_quadratic(basis: torch.Tensor) -> torch.Tensor:
     keeps a ``basis="quadratic"`` model a mix of quadratic maps, still applied live as an ordinary LUT."""
     d = basis.shape[-1]
     if d not in _PROJECTORS:
+        from realtime.colormap import terms_torch
         from realtime.lut import identity_lut
 
-        g = identity_lut(d, torch.float64).reshape(3, -1)  # [3, D³]: lattice colours
-        r, gg, b = g
-        phi = torch.stack([r, gg, b, r * r, gg * gg, b * b, r * gg, gg * b, r * b, torch.ones_like(r)], 1)
+        g = identity_lut(d, torch.float64).reshape(1, 3, 1, -1)  # the lattice colours as a 1×D³ picture
+        t = terms_torch(g).reshape(9, -1).T  # [D³, 9]
+        phi = torch.cat([t, torch.ones_like(t[:, :1])], 1)  # [D³, 10]
         _PROJECTORS[d] = (phi.float(), torch.linalg.pinv(phi).float())  # [D³, 10], [10, D³]
     phi, pinv = (t.to(basis.device) for t in _PROJECTORS[d])
     flat = basis.reshape(-1, d ** 3)
@@ -721,9 +725,8 @@ class _Trainer:
                 return photos
             return [photos[int(i)] for i in torch.randperm(len(photos), generator=gen)[:SET_PHOTOS]]
 
-        (po, pp) = photo_balanced([self.net(c, one) for c in pick(views.content_set)], 4096, gen)
-        (so, sp) = photo_balanced(pick(views.style_set), 4096, gen)
-        return (sliced_wasserstein(po, so, 32, gen) + sliced_wasserstein(pp, sp, 64, gen)) * 100
+        outs = photo_balanced([self.net(c, one) for c in pick(views.content_set)], 4096, gen)
+        return patch_distance(outs, photo_balanced(pick(views.style_set), 4096, gen), gen) * 100
 
     def _lut_step(self, x: torch.Tensor, s: torch.Tensor, sw1: torch.Tensor,
                   views: _Views) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime.colormap import apply_map_torch
 from realtime.lut import LutNet
 from kernels.provenance import provenance
 from training.learn import LearnConfig, PhotoSet, bundled_portraits, learn, load_photos
@@ -108,12 +109,16 @@ def held_out(look: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, Held]:
     return out
 
 
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    """``[1, 3, H, W]`` → ``(H, W, 3)`` float64."""
+    return t[0].permute(1, 2, 0).double().numpy()
+
+
 def score_held(h: Held, outs: list[torch.Tensor]) -> dict:
     """Pooled ``fidelity_gain`` over a held-out set, its worst picture and every picture's."""
     from training.heldout import score_arrays
 
-    hwc = lambda ts: [t[0].permute(1, 2, 0).double().numpy() for t in ts]  # noqa: E731
-    r = score_arrays(h.names, hwc(h.xs), hwc(h.ys), hwc(outs))
+    r = score_arrays(h.names, [_hwc(t) for t in h.xs], [_hwc(t) for t in h.ys], [_hwc(t) for t in outs])
     return {"fidelity_gain": r["fidelity_gain"], "worst": [r["fidelity_gain_min_picture"], r["fidelity_gain_min"]],
             "per_picture": r["per_picture"]}
 
@@ -159,23 +164,12 @@ def fit_pairs(xs: list[torch.Tensor], ys: list[torch.Tensor], steps: int, seed: 
     return net.eval()
 
 
-def _quadratic_terms(x: torch.Tensor) -> torch.Tensor:
-    """The ten terms of :func:`realtime.colormap.features` per pixel: ``[N, 3, H, W]`` → ``[N, 10, H, W]``."""
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    return torch.stack([r, g, b, r * r, g * g, b * b, r * g, g * b, r * b, torch.ones_like(r)], 1)
-
-
-def apply_quadratic(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A global quadratic colour map ``m [10, 3]`` on ``x [N, 3, H, W]``."""
-    return torch.einsum("nkhw,kc->nchw", _quadratic_terms(x), m).clamp(0, 1)
-
-
 def fit_sw_quadratic(content: list[torch.Tensor], style: list[torch.Tensor], steps: int = 300,
                      seed: int = 0) -> torch.Tensor:
     """The unpaired quadratic baseline: one global quadratic colour map fitted by sliced-Wasserstein matching
     of the pixel and 3×3-patch distributions of the mapped content pictures to the style photos' (every
     picture of each side weighted alike, all of them at 80×60 in every step)."""
-    from training.learn import photo_balanced, sliced_wasserstein
+    from training.learn import patch_distance, photo_balanced
 
     gen = torch.Generator().manual_seed(seed)
     small = [F.interpolate(t, size=(60, 80), mode="area") for t in content]
@@ -185,9 +179,8 @@ def fit_sw_quadratic(content: list[torch.Tensor], style: list[torch.Tensor], ste
     m.requires_grad_(True)
     opt = torch.optim.Adam([m], lr=1e-2)
     for i in range(steps):
-        ys = [apply_quadratic(m, x) for x in small]
-        (po, pp), (so, sp) = photo_balanced(ys, 8192, gen), photo_balanced(target, 8192, gen)
-        loss = sliced_wasserstein(po, so, 32, gen) + sliced_wasserstein(pp, sp, 64, gen)
+        ys = [apply_map_torch(m, x) for x in small]
+        loss = patch_distance(photo_balanced(ys, 8192, gen), photo_balanced(target, 8192, gen), gen)
         for group in opt.param_groups:
             group["lr"] = 1e-2 * (1 - i / steps)
         opt.zero_grad()
@@ -219,11 +212,8 @@ def _ceilings(bx: list[torch.Tensor], by: list[torch.Tensor], sets: dict[str, He
             own = fit_pairs(h.xs, h.ys, steps, seed)
             out["lut_fitted_on_held_out"].update(score_sets({which: h}, lambda x: own(x, one)))
 
-    def hwc(t: torch.Tensor) -> np.ndarray:
-        return t[0].permute(1, 2, 0).numpy().astype(np.float64)
-
     out["quadratic_map_per_picture"] = {
-        which: score_held(h, [torch.from_numpy(apply_map_rgb(fit_map(hwc(x), hwc(y)), hwc(x))).permute(2, 0, 1)[None]
+        which: score_held(h, [torch.from_numpy(apply_map_rgb(fit_map(_hwc(x), _hwc(y)), _hwc(x))).permute(2, 0, 1)[None]
                               for x, y in zip(h.xs, h.ys)])
         for which, h in sets.items()}
     return out
@@ -311,7 +301,7 @@ def _baselines(sets: dict[str, Held], bx: list[torch.Tensor], style: list[torch.
     return {"identity": score_sets(sets, lambda x: x),
             "histogram_matching": score_sets(sets, lambda x: hist_match(x, pooled)),
             "mean_std_transfer": score_sets(sets, lambda x: mean_std(x, pooled)),
-            "sw_quadratic_map": score_sets(sets, lambda x: apply_quadratic(m, x))}
+            "sw_quadratic_map": score_sets(sets, lambda x: apply_map_torch(m, x))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ import cv2
 import skimage.data
 import torch
 
-from training.learn_bench import Held, _ceilings, apply_quadratic, fit_sw_quadratic, grade, score_held
+from realtime.colormap import apply_map_torch
+from training.learn_bench import Held, _ceilings, fit_sw_quadratic, grade, score_held
 
 
 def _frames():
@@ -47,7 +48,7 @@ def test_the_unpaired_quadratic_baseline_recovers_a_grade_when_both_sides_show_t
     style = [grade(x.flip(-1)) for x in xs]  # the same pictures mirrored: no pairs, the same colours
     m = fit_sw_quadratic(xs, style, steps=150, seed=0)
     flat = lambda ts: torch.cat([t.flatten() for t in ts])  # noqa: E731
-    x, t, y = flat(xs), flat([grade(x) for x in xs]), flat([apply_quadratic(m, x) for x in xs])
+    x, t, y = flat(xs), flat([grade(x) for x in xs]), flat([apply_map_torch(m, x) for x in xs])
     gain = 1 - float((y - t).norm() / (x - t).norm())
     assert gain > 0.6, gain
 
